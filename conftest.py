@@ -7,5 +7,4 @@ nbmake starts each notebook's kernel with this process's environment, so setting
 import os
 
 os.environ["EXPOLIB_BUDGET"] = "quick"
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_MININTERVAL", "1")

@@ -1,0 +1,152 @@
+"""Paired augmentation: what must move together and what only the input gets.
+
+An input and its target are two pictures of the same scene, pixel for pixel. Anything that moves
+pixels (crop, flip, resize) must be applied to both with the *same* parameters, or the pair no longer
+lines up and the L1 loss asks the generator to move pixels. Photometric changes (colour jitter) go
+on the input only: the target is what the generator should produce, whatever the input looked like.
+
+Finally both are mapped from [0, 1] to [-1, 1] (:func:`normalize`), the range of the generator's tanh
+output; :func:`denormalize` maps back for display and metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torchvision.transforms.v2 as v2
+import torchvision.transforms.v2.functional as TF
+
+MIN_SIDE = 16  # smaller photos are refused: there is nothing to learn from a few pixels
+
+ImageLike = Union[torch.Tensor, np.ndarray]
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Map [0, 1] to [-1, 1] (the range of a tanh output): ``2 * x - 1``."""
+    return x * 2.0 - 1.0
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Map [-1, 1] back to [0, 1], clamping values a network may put slightly outside."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def to_tensor01(image: ImageLike) -> torch.Tensor:
+    """An image as a float32 tensor (C, H, W) in [0, 1]: from a uint8/float HWC array or a tensor."""
+    if isinstance(image, torch.Tensor):
+        if image.dtype == torch.uint8:
+            return image.to(torch.float32) / 255.0
+        return image.to(torch.float32)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"expected an image (H, W, C), got shape {array.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32) / 255.0
+    return t.to(torch.float32)
+
+
+def check_side(image: torch.Tensor, what: str = "image") -> None:
+    """Refuse images with a side under :data:`MIN_SIDE` pixels."""
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"{what} is {w}x{h} pixels; photos need at least {MIN_SIDE} pixels on each side")
+
+
+def resize_long_side(image: torch.Tensor, max_side: Optional[int]) -> torch.Tensor:
+    """Shrink ``image`` (C, H, W) so its long side is at most ``max_side`` (antialiased); never enlarges."""
+    if max_side is None:
+        return image
+    h, w = image.shape[-2:]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    return TF.resize(image, size, antialias=True).clamp(0.0, 1.0)
+
+
+class PairedTransform:
+    """Augment an (input, target) pair of [0, 1] images and normalise both to [-1, 1].
+
+    Training (``train=True``): a random ``size`` x ``size`` crop and a horizontal flip with probability
+    ``flip_p``, both with one set of parameters for the two images; colour jitter with probability
+    ``jitter_p`` on the input only. Evaluation (``train=False``): a centre crop (none if ``size`` is
+    None), no flip, no jitter. Photos smaller than the crop are enlarged first so a crop always fits.
+    """
+
+    def __init__(
+        self,
+        size: Optional[int],
+        flip_p: float = 0.5,
+        jitter_p: float = 0.2,
+        train: bool = True,
+        jitter: Optional[v2.ColorJitter] = None,
+    ) -> None:
+        if size is not None and size < MIN_SIDE:
+            raise ValueError(f"crop size {size} is below the minimum of {MIN_SIDE} pixels")
+        self.size = size
+        self.flip_p = flip_p
+        self.jitter_p = jitter_p
+        self.train = train
+        jitter = jitter or v2.ColorJitter(brightness=0.05, contrast=0.05, saturation=0.15, hue=0.02)
+        self.photometric = v2.RandomApply([jitter], p=jitter_p)
+
+    def __repr__(self) -> str:
+        return (
+            f"PairedTransform(size={self.size}, flip_p={self.flip_p}, jitter_p={self.jitter_p}, "
+            f"train={self.train})"
+        )
+
+    def geometry(
+        self, *images: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> list[torch.Tensor]:
+        """Crop (and in training flip) all ``images`` the same way; returns them in order.
+
+        The parameters are drawn once here and applied to every image with torchvision's v2
+        functional ops (drawing them ourselves lets a ``generator`` make them repeatable).
+        """
+        if not images:
+            return []
+        h, w = images[0].shape[-2:]
+        for other in images[1:]:
+            if other.shape[-2:] != (h, w):
+                raise ValueError(
+                    f"the images of a pair must have the same size, got {tuple(images[0].shape[-2:])} "
+                    f"and {tuple(other.shape[-2:])}"
+                )
+        check_side(images[0])
+        out = list(images)
+        if self.size is None:
+            return out
+        if min(h, w) < self.size:  # enlarge so the short side equals the crop size
+            scale = self.size / min(h, w)
+            new = [max(self.size, round(h * scale)), max(self.size, round(w * scale))]
+            out = [TF.resize(im, new, antialias=True).clamp(0.0, 1.0) for im in out]
+            h, w = new
+        if self.train:
+            top = int(torch.randint(0, h - self.size + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - self.size + 1, (1,), generator=generator))
+            flip = bool(torch.rand((), generator=generator) < self.flip_p)
+        else:
+            top, left, flip = (h - self.size) // 2, (w - self.size) // 2, False
+        out = [TF.crop(im, top, left, self.size, self.size) for im in out]
+        if flip:
+            out = [TF.horizontal_flip(im) for im in out]
+        return out
+
+    def finish(self, input01: torch.Tensor, target01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Colour-jitter the input (training only) and normalise both to [-1, 1]."""
+        if self.train and self.jitter_p > 0:
+            input01 = self.photometric(input01).clamp(0.0, 1.0)
+        return normalize(input01), normalize(target01)
+
+    def __call__(
+        self, input01: ImageLike, target01: ImageLike, generator: Optional[torch.Generator] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the geometry to both images, then :meth:`finish`; returns (input, target) in [-1, 1]."""
+        x, y = self.geometry(to_tensor01(input01), to_tensor01(target01), generator=generator)
+        return self.finish(x, y)

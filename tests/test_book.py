@@ -1,0 +1,107 @@
+"""The book's structure: every chapter is in the table of contents, follows the chapter convention,
+is committed without outputs, and the Jupyter Book settings carry what readers rely on."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+NOTEBOOKS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    files += [chapter["file"] for chapter in toc.get("chapters", [])]
+    return files
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _text(cell: dict) -> str:
+    source = cell["source"]
+    return "".join(source) if isinstance(source, list) else source
+
+
+def test_there_are_eight_chapters() -> None:
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)]
+
+
+def test_toc_lists_intro_every_chapter_and_references() -> None:
+    files = _toc_files()
+    assert files[0] == "book/intro" and files[-1] == "book/references"
+    assert files[1:-1] == [f"book/{p.stem}" for p in NOTEBOOKS]
+    for entry in files:
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_follows_the_convention(path: Path) -> None:
+    cells = _cells(path)
+    markdown = "\n".join(_text(c) for c in cells if c["cell_type"] == "markdown")
+    headings = re.findall(r"^(#+) (.+)$", markdown, flags=re.MULTILINE)
+    titles = [title.strip() for _, title in headings]
+    assert [level for level, _ in headings].count("#") == 1, "exactly one H1 title"
+    assert headings[0][0] == "#" and headings[0][1].startswith("Chapter ")
+    order = ["Overview", "Prerequisites", "Time to learn", "Imports", "Summary", "What's next"]
+    positions = [titles.index(name) for name in order]
+    assert positions == sorted(positions), f"sections out of order: {titles}"
+    levels = [len(level) for level, _ in headings]
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), "a heading level is skipped"
+    first_code = next(_text(c) for c in cells if c["cell_type"] == "code")
+    assert "google.colab" in first_code and "find_spec(\"expolib\")" in first_code
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_committed_without_outputs(path: Path) -> None:
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_reads_the_budget(path: Path) -> None:
+    code = "\n".join(_text(c) for c in _cells(path) if c["cell_type"] == "code")
+    assert "get_budget(" in code
+    assert "/work/" not in code and "/tmp/" not in code
+
+
+def test_citations_exist_in_the_bibliography() -> None:
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (BOOK / "references.bib").read_text(), flags=re.MULTILINE))
+    sources = [BOOK / "intro.md", *NOTEBOOKS]
+    cited: set[str] = set()
+    for source in sources:
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", source.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited, "the book cites nothing"
+    assert cited <= keys, f"unknown citation keys: {sorted(cited - keys)}"
+
+
+def test_config_has_launch_buttons_execution_and_bibliography() -> None:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["branch"] == "main"
+    assert config["launch_buttons"]["colab_url"].startswith("https://colab")
+    assert config["execute"]["execute_notebooks"] in ("force", "cache")
+    assert config["execute"]["allow_errors"] is False and config["execute"]["timeout"] > 0
+    assert config["only_build_toc_files"] is True
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+
+
+def test_requirements_end_with_the_package_and_use_ranges() -> None:
+    lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert lines[-1] == "-e ."
+    assert not any("==" in ln for ln in lines), "exact pins break Colab's preinstalled torch"
+    names = {re.split(r"[<>=!~ \[]", ln)[0].lower() for ln in lines[:-1]}
+    for needed in ("torch", "torchvision", "jupyter-book", "nbmake", "pytest", "tqdm", "scikit-image"):
+        assert needed in names
