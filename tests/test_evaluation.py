@@ -1,0 +1,121 @@
+"""evaluate(): the table's structure, per-EV counts and values, for any corrector; the CLI."""
+
+import argparse
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from expolib.baselines import Identity
+from expolib.evaluation import EvaluationTable, add_cli, compare, evaluate, run_corrector
+from expolib.metrics import METRICS
+
+EVS = (-1.0, 0.0, 1.0)
+
+
+def _tiny_dataset() -> list[dict]:
+    """Two scenes x three EVs; at EV 0 the input equals the target, elsewhere it is off by 0.1 (in [0, 1])."""
+    items = []
+    g = torch.Generator().manual_seed(0)
+    for scene in ("a", "b"):
+        target = torch.rand(3, 24, 32, generator=g) * 1.2 - 0.6  # normalised, away from the clip limits
+        for ev in EVS:
+            items.append({"input": target + 0.2 * ev, "target": target, "ev": ev, "scene": scene})
+    return items
+
+
+def test_identity_table_structure_counts_and_values() -> None:
+    table = evaluate(Identity(), _tiny_dataset(), progress=False)
+    assert isinstance(table, EvaluationTable) and table.name == "identity"
+    assert table.evs == list(EVS)
+    assert [table.count(ev) for ev in EVS] == [2, 2, 2] and table.count() == 6
+    summary = table.summary()
+    assert [row["ev"] for row in summary] == ["-1.0", "0.0", "+1.0", "EV ≠ 0", "all"]
+    assert [row["count"] for row in summary] == [2, 2, 2, 4, 6]
+    assert all(set(METRICS) | {"count", "ev"} == set(row) for row in summary)
+    assert math.isinf(table.mean("psnr", 0.0)) and table.mean("ssim", 0.0) == pytest.approx(1.0)
+    # An error of 0.2 in [-1, 1] is 0.1 in [0, 1]: 20 dB.
+    assert table.mean("psnr", -1.0) == pytest.approx(20.0, abs=1e-4)
+    assert table.mean("delta_e00", 1.0) > 0
+    markdown = table.to_markdown()
+    assert markdown.count("\n") == 1 + 1 + 1 + 5  # title, blank, header, rule, 5 rows (3 EVs, EV ≠ 0, all)
+    assert "| +1.0 |" in markdown and "inf" in markdown
+    assert table.mean("psnr", "misexposed") == pytest.approx(20.0, abs=1e-4)
+    assert table._repr_html_().startswith("<table>") and table._repr_html_().count("<tr>") == 6
+    best, worst = table.ranked("psnr")[0], table.ranked("psnr")[-1]
+    assert best["ev"] == 0.0 and worst["ev"] != 0.0
+
+
+def test_a_network_is_run_in_eval_mode_without_gradients_and_restored() -> None:
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+            self.seen: list[tuple[bool, bool, int]] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.append((self.training, torch.is_grad_enabled(), x.shape[0]))
+            return x * self.scale
+
+    net = Recorder().train()
+    table = evaluate(net, _tiny_dataset(), max_items=4, progress=False)
+    assert table.count() == 4 and table.name == "Recorder"
+    assert net.seen == [(False, False, 1)] * 4
+    assert net.training  # the caller's mode is given back
+
+
+def test_plain_functions_are_correctors_too_and_shape_changes_are_refused() -> None:
+    table = evaluate(lambda x: torch.zeros_like(x), _tiny_dataset(), name="grey", progress=False)
+    assert table.name == "grey" and table.mean("psnr") < 20
+    with pytest.raises(ValueError, match="shape"):
+        run_corrector(lambda x: x[..., :-1], torch.zeros(3, 8, 8))
+
+
+def test_compare_puts_correctors_side_by_side() -> None:
+    data = _tiny_dataset()
+    tables = {"identity": evaluate(Identity(), data, progress=False),
+              "grey": evaluate(lambda x: torch.zeros_like(x), data, progress=False)}
+    table = compare(tables, "ssim")
+    assert table.header == ["method", "EV -1.0", "EV 0.0", "EV +1.0", "EV ≠ 0", "all"]
+    assert [row[0] for row in table.rows] == ["identity", "grey"]
+    assert table.rows[0][2] == pytest.approx(1.0)
+
+
+def _cli(argv: list[str]) -> int:
+    """Run ``python -m expolib`` with only this module's subcommand (the others are tested elsewhere)."""
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_evaluates_baselines_on_the_embedded_test_photos(capsys: pytest.CaptureFixture[str]) -> None:
+    status = _cli(["evaluate", "--no-model", "--baselines", "identity,report3x3", "--side", "48", "--quiet"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "10 items" in out  # two test photos x five EVs
+    assert "| identity |" in out and "| report3x3 |" in out and "PSNR" in out and "ΔE00" in out
+    assert _cli(["evaluate", "--no-model", "--baselines", "nonsense", "--quiet"]) == 2
+
+
+@pytest.mark.skipif(
+    not __import__("expolib.pretrained", fromlist=["x"]).pretrained_available(),
+    reason="the shipped generator weights (expolib/weights/generator_small.safetensors) are missing",
+)
+def test_shipped_model_beats_every_baseline_in_psnr_at_every_misexposed_level() -> None:
+    from expolib.baselines import BASELINES
+    from expolib.config import get_budget
+    from expolib.data import EmbeddedPairs
+    from expolib.pretrained import load_pretrained
+
+    # The book's configuration (standard budget) decides the evaluation size, whatever budget runs the tests.
+    dataset = EmbeddedPairs(split="test", size=None, augment=False, max_side=get_budget("standard").eval_side)
+    items = [dataset[i] for i in range(len(dataset))]  # render once, evaluate many times
+    model = evaluate(load_pretrained(), items, metrics=("psnr",), progress=False)
+    assert model.count() == 10
+    for name, factory in BASELINES.items():
+        baseline = evaluate(factory(), items, metrics=("psnr",), progress=False)
+        for ev in model.evs:
+            if ev != 0:
+                assert model.mean("psnr", ev) > baseline.mean("psnr", ev), (name, ev)

@@ -1,0 +1,85 @@
+"""The before/after views: split composition, the live widget, the static HTML."""
+
+import base64
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from expolib.viz import BeforeAfter, as_uint8, error_map, show_grid, split_image, static_slider_html
+
+RED = np.zeros((20, 40, 3), np.uint8) + np.array([200, 0, 0], np.uint8)
+BLUE = np.zeros((20, 40, 3), np.uint8) + np.array([0, 0, 200], np.uint8)
+
+
+def _samples() -> dict:
+    grey = np.full_like(RED, 128)
+    return {
+        ("cat", -1.0): {"input": RED, "corrected": BLUE, "ground truth": grey},
+        ("cat", 1.0): {"input": BLUE, "corrected": RED, "ground truth": grey},
+        ("flower", 0.0): {"input": grey, "corrected": RED, "ground truth": BLUE},
+    }
+
+
+def test_split_image_puts_left_before_the_cut_and_right_after() -> None:
+    out = split_image(RED, BLUE, 0.25, line=False)
+    assert (out[:, :10] == RED[:, :10]).all() and (out[:, 10:] == BLUE[:, 10:]).all()
+    with_line = split_image(RED, BLUE, 0.5)
+    assert (with_line[:, 19:21] == 255).all()
+    assert (split_image(RED, BLUE, 0.0) == BLUE).all() and (split_image(RED, BLUE, 1.0) == RED).all()
+
+
+def test_as_uint8_reads_tensors_in_either_range() -> None:
+    t = torch.full((3, 4, 5), -1.0)
+    assert (as_uint8(t) == 0).all()
+    assert (as_uint8(torch.ones(3, 4, 5)) == 255).all()
+    assert as_uint8(np.full((4, 5, 3), 0.5)).dtype == np.uint8
+
+
+def test_live_widget_moves_the_split_and_switches_images() -> None:
+    viewer = BeforeAfter(_samples())
+    assert (viewer.composed()[:, 5] == RED[:, 5]).all() and (viewer.composed()[:, 35] == BLUE[:, 35]).all()
+    first = viewer.image.value
+    viewer.split.value = 0.9
+    assert viewer.image.value != first
+    assert (viewer.composed()[:, 30] == RED[:, 30]).all()
+    viewer.right.value = "ground truth"
+    assert (viewer.composed()[:, 39] == 128).all()
+    viewer.photo.value = "flower"  # only EV 0 exists for this photo: the EV choice follows
+    assert viewer.ev.value == 0.0
+    assert (viewer.composed()[:, 0] == 128).all()
+    with pytest.raises(ValueError, match="unknown image"):
+        BeforeAfter(_samples(), right="sharpened")
+
+
+def test_static_html_is_self_contained_with_unique_ids() -> None:
+    page = static_slider_html(RED, BLUE, ("under", "fixed"), image_format="png")
+    other = static_slider_html(RED, BLUE)
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    assert ids and not ids & set(re.findall(r'id="([^"]+)"', other))
+    assert 'type="range"' in page and "oninput=" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2
+    assert base64.b64decode(images[0])[:4] == b"\x89PNG"
+    assert ">under<" in page and ">fixed<" in page
+    with pytest.raises(ValueError, match="shape"):
+        static_slider_html(RED, BLUE[:10])
+
+
+def test_error_map_is_zero_where_images_agree() -> None:
+    target = RED.copy()
+    output = RED.copy()
+    output[:, 20:] = BLUE[:, 20:]
+    emap = error_map(output, target)
+    assert emap.shape == (20, 40)
+    assert np.allclose(emap[:, :20], 0) and (emap[:, 20:] > 20).all()
+
+
+def test_show_grid_draws_images_and_error_maps() -> None:
+    import matplotlib.pyplot as plt
+
+    fig = show_grid([[RED, BLUE, error_map(RED, BLUE)]], column_titles=["a", "b", "ΔE00"])
+    assert len(fig.axes) == 4  # three panels and the colour bar
+    plt.close(fig)
