@@ -399,8 +399,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_generator(model: nn.Module, path: Union[str, Path]) -> Path:
-    """Write the generator's weights and buffers to a safetensors file, its UNetConfig in the metadata."""
+def save_generator(model: nn.Module, path: Union[str, Path], *, half: bool = False) -> Path:
+    """Write the generator's weights and buffers to a safetensors file, its UNetConfig in the metadata.
+
+    ``half=True`` stores floating-point tensors as float16, half the size (how the shipped weights are
+    kept small); :func:`load_generator` casts them back to the model's float32. A tensor that float16
+    cannot hold (beyond its range of 65504) is an error rather than a silent infinity.
+    """
     from safetensors.torch import save_file
 
     net = _unwrap(model)
@@ -409,6 +414,12 @@ def save_generator(model: nn.Module, path: Union[str, Path]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
+    if half:
+        for name, t in tensors.items():
+            if t.is_floating_point():
+                if t.abs().max() > torch.finfo(torch.float16).max:
+                    raise ValueError(f"{name} has values beyond float16's range; save with half=False")
+                tensors[name] = t.half()
     metadata = {"format": FILE_FORMAT, "config": json.dumps(asdict(net.config))}
     save_file(tensors, str(path), metadata=metadata)
     return path

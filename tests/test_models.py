@@ -342,3 +342,23 @@ def test_load_mismatched_weights_names_the_file(tmp_path) -> None:
 def test_save_rejects_other_models(tmp_path) -> None:
     with pytest.raises(TypeError, match="UNetGenerator"):
         save_generator(PatchDiscriminator(PatchConfig(ndf=2)), tmp_path / "d.safetensors")
+
+
+def test_save_half_precision_halves_the_file_and_loads_as_float32(tmp_path) -> None:
+    g = small_unet().eval()
+    full = save_generator(g, tmp_path / "full.safetensors")
+    half = save_generator(g, tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_generator(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), g(x), atol=5e-3, rtol=0)
+
+
+def test_save_half_refuses_values_beyond_float16(tmp_path) -> None:
+    g = small_unet()
+    with torch.no_grad():
+        next(g.parameters()).view(-1)[0] = 1e6
+    with pytest.raises(ValueError, match="float16"):
+        save_generator(g, tmp_path / "g.safetensors", half=True)
