@@ -8,3 +8,6 @@ import os
 
 os.environ["EXPOLIB_BUDGET"] = "quick"
 os.environ.setdefault("TQDM_MININTERVAL", "1")
+# Idle OpenMP threads sleep instead of spinning: with two cores, a spinning pool in one process
+# (a notebook kernel, a torchrun worker) starves the others several times over.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -1,0 +1,357 @@
+"""Training: the step, the loop, checkpoints (resume, interrupt, corruption), divergence, torchrun,
+and the command line."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from expolib import cli
+from expolib.config import get_budget
+from expolib.models import load_generator
+from expolib.train import (
+    CheckpointError,
+    GemmConvTranspose2d,
+    History,
+    Pix2Pix,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    load_checkpoint,
+    lr_factor,
+    use_gemm_transposed_convolutions,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny networks run fastest, and steadiest on a shared machine, on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TinyPairs(Dataset):
+    """Smooth random 32x32 pairs: the target is fixed per index, the input a darker copy with a random
+    offset drawn from torch's global generator (like augmentation), optionally with traps."""
+
+    def __init__(self, n: int = 12, size: int = 32, seed: int = 0, nan_at: Optional[int] = None,
+                 interrupt_at: Optional[int] = None) -> None:
+        g = torch.Generator().manual_seed(seed)
+        coarse = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1  # smooth photos-to-be: upsampled 4x4 noise
+        self.targets = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
+        self.nan_at, self.interrupt_at, self.calls = nan_at, interrupt_at, 0
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        self.calls += 1
+        if self.interrupt_at is not None and self.calls == self.interrupt_at:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while loading data
+        target = self.targets[index]
+        x = (0.5 * target - 0.3 + 0.1 * torch.rand(())).clamp(-1, 1)
+        if self.nan_at is not None and self.calls >= self.nan_at:
+            x = torch.full_like(x, float("nan"))
+        return {"input": x, "target": target, "ev": -1.0, "scene": f"s{index}"}
+
+
+def tiny_config(tmp_path: Path, **changes: Any) -> TrainConfig:
+    values: dict[str, Any] = dict(epochs=2, batch_size=4, image_size=32, ngf=4, ndf=4, depth=4, n_layers=2,
+                                  out_dir=str(tmp_path / "run"), device="cpu", progress=False, seed=3)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def network_states(trainer: Trainer) -> dict[str, torch.Tensor]:
+    states = {f"g.{k}": v for k, v in trainer.generator.state_dict().items()}
+    states.update({f"d.{k}": v for k, v in trainer.discriminator.state_dict().items()})
+    return states
+
+
+def assert_same_state(a: Trainer, b: Trainer) -> None:
+    sa, sb = network_states(a), network_states(b)
+    assert sa.keys() == sb.keys()
+    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not different, f"tensors differ: {different[:5]}"
+    for opt_a, opt_b in [(a.model.opt_g, b.model.opt_g), (a.model.opt_d, b.model.opt_d)]:
+        states_a, states_b = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+        for state_a, state_b in zip(states_a.values(), states_b.values()):
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(state_a[key], state_b[key])
+
+
+def same_numbers(a: list[dict[str, float]], b: list[dict[str, float]], ignore: tuple[str, ...] = ()) -> bool:
+    """Rows equal key by key (NaN equals NaN), leaving out the ``ignore`` keys (timings)."""
+    def clean(rows: list[dict[str, float]]) -> list[dict[str, Any]]:
+        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in r.items() if k not in ignore} for r in rows]
+    return clean(a) == clean(b)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configuration and schedule
+
+
+def test_config_from_budget_takes_sizes_and_counts_from_the_budget() -> None:
+    budget = get_budget("standard")
+    config = TrainConfig.from_budget(budget, lr=1e-4)
+    assert (config.image_size, config.batch_size, config.epochs) == (128, 8, 3)
+    assert (config.ngf, config.ndf, config.depth, config.steps_per_epoch) == (16, 16, 7, 30)
+    assert config.lr == 1e-4 and config.betas == (0.5, 0.999) and config.lambda_l1 == 100
+    assert TrainConfig.from_budget().image_size == get_budget().image_size
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("change", [{"gan_mode": "wgan"}, {"lr_policy": "cosine"}, {"epochs": 0}, {"lr": 0.0},
+                                    {"norm": "group"}, {"decay_epochs": 9, "epochs": 3}])
+def test_invalid_settings_are_refused(change: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(change))):
+        TrainConfig(**change)
+
+
+def test_linear_policy_keeps_then_decays_the_learning_rate() -> None:
+    config = TrainConfig(epochs=6, decay_epochs=3)
+    factors = [lr_factor(config, e) for e in range(6)]
+    assert factors[:3] == [1.0, 1.0, 1.0]
+    assert factors[3:] == pytest.approx([0.75, 0.5, 0.25])  # linear towards 0
+    assert [lr_factor(TrainConfig(epochs=6, lr_policy="constant"), e) for e in range(6)] == [1.0] * 6
+
+
+# ----------------------------------------------------------------------------------------------------
+# The step
+
+
+def test_a_few_steps_lower_the_l1_on_a_fixed_batch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Pix2Pix(tiny_config(tmp_path, lr=1e-3), "cpu")
+    data = TinyPairs(4)
+    batch = [data[i] for i in range(4)]
+    inputs = torch.stack([b["input"] for b in batch])
+    targets = torch.stack([b["target"] for b in batch])
+    l1s = [model.train_step(inputs, targets).g_l1.item() for _ in range(12)]
+    assert l1s[-1] < 0.95 * l1s[0], l1s
+
+
+def test_step_runs_the_generator_once_and_updates_d_only_from_its_own_loss(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Pix2Pix(tiny_config(tmp_path), "cpu")
+    calls = {"g": 0, "d": 0}
+    model.generator.register_forward_hook(lambda *_: calls.__setitem__("g", calls["g"] + 1))
+    model.discriminator.register_forward_hook(lambda *_: calls.__setitem__("d", calls["d"] + 1))
+    accumulated = {"d": 0, "g": 0}
+    d_param = next(model.discriminator.parameters())
+    g_param = next(model.generator.parameters())
+    d_param.register_post_accumulate_grad_hook(lambda p: accumulated.__setitem__("d", accumulated["d"] + 1))
+    g_param.register_post_accumulate_grad_hook(lambda p: accumulated.__setitem__("g", accumulated["g"] + 1))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    model.train_step(x, x.flip(-1))
+    assert calls == {"g": 1, "d": 3}  # G once; D on the real pair, the detached fake, the fake for G
+    # D's weights get gradients from D's loss only (frozen in G's update); G's only from G's loss
+    assert accumulated == {"d": 1, "g": 1}
+
+
+@pytest.mark.parametrize("side, kernel, stride, padding, bias",
+                         [(1, 4, 2, 1, False), (4, 4, 2, 1, True), (5, 3, 1, 1, True), (3, 3, 2, 0, False)])
+def test_gemm_transposed_convolution_matches_pytorchs(side: int, kernel: int, stride: int, padding: int,
+                                                      bias: bool) -> None:
+    torch.manual_seed(0)
+    reference = nn.ConvTranspose2d(6, 5, kernel, stride, padding, bias=bias)
+    gemm = copy.deepcopy(reference)
+    assert use_gemm_transposed_convolutions(gemm) == 1 and isinstance(gemm, GemmConvTranspose2d)
+    assert gemm.state_dict().keys() == reference.state_dict().keys()
+    x = torch.randn(2, 6, side, side, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    a, b = reference(x), gemm(x2)
+    assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    g = torch.randn_like(a)
+    a.backward(g)
+    b.backward(g)
+    assert torch.allclose(x.grad, x2.grad, atol=1e-5)
+    assert torch.allclose(reference.weight.grad, gemm.weight.grad, atol=1e-4)
+
+
+def test_gemm_transposed_convolution_leaves_large_maps_to_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    gemm = nn.ConvTranspose2d(4, 4, 4, 2, 1)
+    use_gemm_transposed_convolutions(gemm)
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "fold", lambda *a, **k: calls.append(1))
+    gemm(torch.randn(1, 4, 16, 16))  # 256 pixels > max_pixels: PyTorch's own kernel
+    assert calls == []
+
+
+def test_the_step_is_the_same_with_and_without_gemm_convolutions(tmp_path: Path) -> None:
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    results = []
+    for gemm in (False, True):
+        torch.manual_seed(0)
+        model = Pix2Pix(tiny_config(tmp_path, gemm_convolutions=gemm), "cpu")
+        torch.manual_seed(1)  # the same dropout masks
+        losses = model.train_step(x, x.flip(-1))
+        weights = [p.detach().clone() for p in model.generator.parameters()]
+        results.append((torch.stack(list(losses)), weights))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
+    for p, q in zip(results[0][1], results[1][1]):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop and its files
+
+
+def test_fit_writes_checkpoints_history_and_grids(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    history = Trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
+    run = Path(config.out_dir)
+    expected = {"last.pt", "best.pt", "history.jsonl", "val_epoch_001.png", "val_epoch_002.png"}
+    assert expected <= set(os.listdir(run))
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]  # no temporary file left behind
+    assert len(history.batches) == 2 * 3 and len(history.epochs) == 2  # 12 pairs / batch 4 = 3 steps
+    assert [r["step"] for r in history.batches] == list(range(1, 7))
+    for row in history.epochs:
+        assert math.isfinite(row["val_l1"]) and 0 < row["val_psnr"] < 60
+    assert same_numbers(History.load(run / "history.jsonl").batches, history.batches)
+    assert same_numbers(History.load(run / "history.jsonl").epochs, history.epochs)
+    state = load_checkpoint(run / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (2, 0, 6)
+
+
+def test_history_file_round_trips_without_a_validation_set(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, epochs=1)
+    history = Trainer(config, TinyPairs()).fit()
+    assert math.isnan(history.epochs[0]["val_l1"])
+    loaded = History.load(Path(config.out_dir) / "history.jsonl")
+    assert same_numbers(loaded.epochs, history.epochs) and loaded.batches == history.batches
+    assert not (Path(config.out_dir) / "val_epoch_001.png").exists()  # no validation set, no grid
+    assert (Path(config.out_dir) / "best.pt").is_file()  # best by training L1
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    straight = Trainer(tiny_config(tmp_path / "a"), TinyPairs())
+    straight.fit()
+
+    first = Trainer(tiny_config(tmp_path / "b"), TinyPairs())
+    first.fit(max_steps=4)  # stops inside the second epoch
+    assert load_checkpoint(first.last_path)["step_in_epoch"] == 1
+    resumed = Trainer(tiny_config(tmp_path / "b"), TinyPairs())
+    history = resumed.fit(resume=True)
+    assert_same_state(straight, resumed)
+    assert history.batches == straight.history.batches
+    assert same_numbers(history.epochs, straight.history.epochs, ignore=("seconds", "images_per_second"))
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
+    straight = Trainer(tiny_config(tmp_path / "a", num_workers=0), TinyPairs())
+    straight.fit()
+
+    config = tiny_config(tmp_path / "b")
+    interrupted = Trainer(config, TinyPairs(interrupt_at=4 * 4 + 2))  # while loading the 5th batch
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    assert load_checkpoint(interrupted.last_path)["global_step"] == 4
+    resumed = Trainer(config, TinyPairs())
+    resumed.fit(resume=True)
+    assert_same_state(straight, resumed)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    trainer = Trainer(config, TinyPairs(nan_at=3 * 4 + 1))  # the first batch of epoch 2 has NaN inputs
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 1"):
+        trainer.fit()
+    saved = trainer.last_path.read_bytes()
+    state = load_checkpoint(trainer.last_path)
+    assert (state["epoch"], state["global_step"]) == (1, 3)
+    # the networks were not updated with the NaN: they still equal the checkpoint
+    for name, tensor in trainer.generator.state_dict().items():
+        assert torch.equal(tensor, state["generator"][name]), name
+    assert all(torch.isfinite(p).all() for p in trainer.discriminator.parameters())
+    assert trainer.last_path.read_bytes() == saved
+
+
+def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, epochs=1, steps_per_epoch=1)
+    trainer = Trainer(config, TinyPairs())
+    trainer.fit()
+    whole = trainer.last_path.read_bytes()
+    trainer.last_path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match="last.pt"):
+        Trainer(config, TinyPairs()).fit(resume=True)
+    trainer.last_path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="last.pt"):
+        load_checkpoint(trainer.last_path)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_refuses_a_checkpoint_of_other_networks(tmp_path: Path) -> None:
+    Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1), TinyPairs()).fit()
+    wider = Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1, ngf=8), TinyPairs())
+    with pytest.raises(CheckpointError, match="ngf"):
+        wider.fit(resume=True)
+
+
+def test_export_ships_the_generator(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1), TinyPairs())
+    trainer.fit()
+    path = trainer.export_generator(tmp_path / "g.safetensors")
+    loaded = load_generator(path)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    trainer.generator.eval()
+    assert torch.allclose(loaded(x), trainer.generator(x), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line and several processes
+
+
+def test_train_help_lists_sources_and_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--msec", "--photos", "--pairs", "--budget", "--resume", "--out", "--export", "--lr",
+                   "--gan-mode", "--amp", "--channels-last", "--num-workers", "--steps-per-epoch"):
+        assert option in text
+
+
+TINY_CLI = ["--budget", "quick", "--image-size", "32", "--ngf", "4", "--ndf", "4", "--depth", "4",
+            "--n-layers", "2", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
+            "--val-batches", "1", "--device", "cpu", "--progress", "off"]
+
+
+def test_tiny_training_from_the_command_line(tmp_path: Path) -> None:
+    out, export = tmp_path / "run", tmp_path / "g.safetensors"
+    status = cli.main(["train", *TINY_CLI, "--lr", "1e-4", "--out", str(out), "--export", str(export)])
+    assert status == 0
+    state = load_checkpoint(out / "last.pt")
+    assert state["global_step"] == 2 and state["config"]["lr"] == 1e-4 and state["config"]["ngf"] == 4
+    assert load_generator(export).config.ngf == 4
+    assert (out / "val_epoch_001.png").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes_writes_one_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "expolib", "train", *TINY_CLI, "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files.count("last.pt") == 1 and not [f for f in files if f.endswith(".tmp")]
+    state = load_checkpoint(out / "last.pt")
+    assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["global_step"] == 2
