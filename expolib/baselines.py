@@ -37,7 +37,7 @@ LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
-    """Luma ``(H, W)`` of an sRGB image ``(H, W, 3)`` in [0, 1] (Rec. 709 weights)."""
+    """Luma ``(H, W)`` of an sRGB image ``(H, W, 3)`` in [0, 1] (Rec. 709 weights); any ``(..., 3)`` works."""
     return image @ np.asarray(LUMA_WEIGHTS, dtype=image.dtype)
 
 
@@ -96,11 +96,10 @@ class GlobalGamma(PhotoBaseline):
         pixels = photo.reshape(-1, 3)
         step = max(1, len(pixels) // self.max_samples)
         sample = np.clip(pixels[::step], 1e-6, 1.0)
-        weights = np.asarray(LUMA_WEIGHTS)
         low, high = -np.log(self.limit), np.log(self.limit)  # bounds on log(gamma)
         for _ in range(40):  # 40 halvings of a width of 2 ln 5 leave an error below 1e-11
             mid = 0.5 * (low + high)
-            mean_luma = float((sample ** np.exp(mid) @ weights).mean())
+            mean_luma = float(luminance(sample ** np.exp(mid)).mean())
             if mean_luma > self.target:
                 low = mid  # still too bright: a larger gamma darkens
             else:
@@ -150,7 +149,8 @@ class CLAHE(PhotoBaseline):
 
 class ReportAveragingKernel(nn.Module):
     """The design report's 3x3 averaging kernel, exactly as described: each pixel becomes the mean of
-    the 3x3 neighbourhood around it, channel by channel, with reflect padding at the border.
+    the 3x3 neighbourhood around it, channel by channel, with reflect padding at the border (replicate
+    padding for an image only 1 pixel high or wide, which has nothing to reflect).
 
     The weights are all 1/9 and sum to 1, so the mean brightness stays where it was: this is a blur,
     not an exposure correction. Chapter 8 measures that.
@@ -163,7 +163,8 @@ class ReportAveragingKernel(nn.Module):
         self.register_buffer("kernel", torch.full((3, 1, 3, 3), 1.0 / 9.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        mode = "reflect" if min(x.shape[-2:]) >= 2 else "replicate"
+        padded = F.pad(x, (1, 1, 1, 1), mode=mode)
         # groups=3: each colour channel is averaged on its own, as a photo editor's box blur does.
         return F.conv2d(padded, self.kernel.to(dtype=x.dtype, device=x.device), groups=3)
 

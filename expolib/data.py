@@ -226,14 +226,31 @@ class EmbeddedPairs(_RenderedPairs):
         )
 
 
-def list_images(folder: PathLike) -> list[Path]:
-    """Image files directly inside ``folder`` (by extension, any case), sorted by name."""
+def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (by extension, any case), sorted by path; ``recursive``: sub-folders too.
+
+    Hidden files and folders (names starting with a dot, such as the ``._IMG.jpg`` files macOS leaves
+    on shared drives) are skipped.
+    """
     folder = Path(folder)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
         p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        for p in candidates
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+
+
+def _load_resized(path: Path, max_side: Optional[int]) -> torch.Tensor:
+    """A photo file as float (3, H, W) in [0, 1], shrunk to ``max_side``, refused (naming the file) if
+    it is then too small: a panorama can lose its short side to the resize."""
+    image = to_tensor01(load_image(path))
+    resized = resize_long_side(image, max_side)
+    shrunk = f" (shrunk so its long side is {max_side} px)" if resized.shape != image.shape else ""
+    check_side(resized, f"{path}{shrunk}")
+    return resized
 
 
 class PhotoFolderPairs(_RenderedPairs):
@@ -271,10 +288,7 @@ class PhotoFolderPairs(_RenderedPairs):
         if photo_index in self._cache:
             self._cache.move_to_end(photo_index)
             return self._cache[photo_index]
-        path = self.paths[photo_index]
-        image = to_tensor01(load_image(path))
-        check_side(image, str(path))
-        image = resize_long_side(image, self.max_side)
+        image = _load_resized(self.paths[photo_index], self.max_side)
         if self.cache_size > 0:
             self._cache[photo_index] = image
             while len(self._cache) > self.cache_size:
@@ -337,9 +351,7 @@ class _FilePairs(Dataset):
     def load_pair(self, record_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Input and target of a record as float (3, H, W) in [0, 1], the same size."""
         input_path, target_path, _ev, _scene = self.records[record_index]
-        x = to_tensor01(load_image(input_path))
-        check_side(x, str(input_path))
-        x = resize_long_side(x, self.max_side)
+        x = _load_resized(input_path, self.max_side)
         y = to_tensor01(load_image(target_path))
         if y.shape[-2:] != x.shape[-2:]:
             (hx, wx), (hy, wy) = x.shape[-2:], y.shape[-2:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ Corrector = Callable[[torch.Tensor], torch.Tensor]
 METRIC_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓"}
 OVERALL = "all"
 MISEXPOSED = "EV ≠ 0"  # label of the mean over the mis-exposed levels, the ones that need correcting
+UNKNOWN = "unknown"  # the group of items whose EV is not known (NaN), such as PairFolder's pairs
 METRIC_FUNCTIONS = {"psnr": psnr, "ssim": ssim, "delta_e00": delta_e00}
 
 
@@ -82,17 +84,25 @@ class EvaluationTable:
 
     @property
     def evs(self) -> list[float]:
-        """The EV levels present, in increasing order."""
-        return sorted({float(r["ev"]) for r in self.records})
+        """The known EV levels present, in increasing order (unknown EVs: see :attr:`has_unknown`)."""
+        return sorted({float(r["ev"]) for r in self.records if math.isfinite(float(r["ev"]))})
+
+    @property
+    def has_unknown(self) -> bool:
+        """Whether some items have no known EV (NaN, as from a ``PairFolder``): they form one group."""
+        return any(not math.isfinite(float(r["ev"])) for r in self.records)
 
     def select(self, ev: Union[float, str, None] = None) -> list[dict[str, Any]]:
-        """The records at one EV level; all of them when ``ev`` is None; ``"misexposed"``: every EV but 0."""
+        """The records at one EV level; all of them when ``ev`` is None; ``"misexposed"``: every known EV
+        but 0; ``"unknown"``: those whose EV is not known."""
         if ev is None:
             return list(self.records)
         if ev == "misexposed":
-            return [r for r in self.records if abs(float(r["ev"])) > 1e-6]
+            return [r for r in self.records if math.isfinite(float(r["ev"])) and abs(float(r["ev"])) > 1e-6]
+        if ev == UNKNOWN:
+            return [r for r in self.records if not math.isfinite(float(r["ev"]))]
         if isinstance(ev, str):
-            raise ValueError(f"ev must be a number, None or 'misexposed', got {ev!r}")
+            raise ValueError(f"ev must be a number, None, 'misexposed' or 'unknown', got {ev!r}")
         return [r for r in self.records if math.isclose(float(r["ev"]), ev, abs_tol=1e-6)]
 
     def mean(self, metric: str, ev: Union[float, str, None] = None) -> float:
@@ -111,11 +121,13 @@ class EvaluationTable:
         groups: list[tuple[str, Union[float, str, None]]] = [(_ev_label(ev), ev) for ev in self.evs]
         if any(ev == 0 for ev in self.evs) and len(self.evs) > 1:
             groups.append((MISEXPOSED, "misexposed"))
+        if self.has_unknown:
+            groups.append((UNKNOWN, UNKNOWN))
         return [*groups, (OVERALL, None)]
 
     def summary(self) -> list[dict[str, Any]]:
-        """One dict per EV level, the mis-exposed levels together (when EV 0 is present) and overall:
-        ``ev`` (a label), the metric means and ``count``."""
+        """One dict per EV level, the mis-exposed levels together (when EV 0 is present), the items of
+        unknown EV together (if any) and overall: ``ev`` (a label), the metric means and ``count``."""
         rows = []
         for label, ev in self._groups():
             row: dict[str, Any] = {"ev": label}
@@ -154,6 +166,8 @@ def compare(tables: Mapping[str, EvaluationTable] | Sequence[EvaluationTable], m
     groups: list[tuple[str, Union[float, str, None]]] = [(f"EV {_ev_label(ev)}", ev) for ev in evs]
     if 0.0 in evs and len(evs) > 1:
         groups.append((MISEXPOSED, "misexposed"))
+    if any(t.has_unknown for _, t in named):
+        groups.append((f"EV {UNKNOWN}", UNKNOWN))
     groups.append((OVERALL, None))
     header = ["method", *(label for label, _ in groups)]
     rows = [[name, *(t.mean(metric, ev) for _, ev in groups)] for name, t in named]
@@ -247,6 +261,21 @@ def _test_dataset(args: argparse.Namespace) -> Any:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    """The ``evaluate`` command; a missing or unreadable file, or a bad option, is one line on stderr
+    and exit status 2."""
+    from expolib.data import DatasetLayoutError
+    from expolib.models import ModelFileError
+
+    try:
+        return _evaluate_command(args)
+    except (FileNotFoundError, ModelFileError, DatasetLayoutError, ValueError) as error:
+        # ModelFileError, DatasetLayoutError and ImageLoadError are ValueErrors; named for the reader.
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"evaluate: {message}", file=sys.stderr)
+        return 2
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
     from expolib.baselines import BASELINES
     from expolib.models import load_generator
     from expolib.pretrained import PRETRAINED_PATH

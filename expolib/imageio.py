@@ -16,11 +16,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from expolib.transforms import denormalize
+
 PathLike = Union[str, Path]
 
 # Pillow's own decompression-bomb threshold (about 89 megapixels); a larger limit can be passed.
 DEFAULT_MAX_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
-MIN_SIDE = 1
+# A file must hold at least one pixel to load; the training crops need more (transforms.MIN_SIDE).
+MIN_LOAD_SIDE = 1
+
+
+# How to load a larger photo, from Python and from the command line (`python -m expolib correct`).
+_LARGER_LIMIT_HINT = "to load it, pass a larger max_pixels, or --max-pixels on the command line"
 
 
 class ImageLoadError(ValueError):
@@ -76,17 +83,22 @@ def load_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -
     # load silently with a grey band, so this loader always insists on complete files.
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # Pillow refuses images over twice its own limit whatever we ask; a larger max_pixels lifts that
+    # limit for this call, so that the caller's limit is the one that counts.
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None and previous_limit is not None and max_pixels > previous_limit:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
-                if width < MIN_SIDE or height < MIN_SIDE:
+                if width < MIN_LOAD_SIDE or height < MIN_LOAD_SIDE:
                     raise ImageLoadError(f"{path}: image has no pixels ({width}x{height})")
                 if max_pixels is not None and width * height > max_pixels:
                     raise ImageLoadError(
                         f"{path}: image is {width}x{height} = {width * height:,} pixels, more than the "
-                        f"limit of {max_pixels:,} (pass a larger max_pixels to load it)"
+                        f"limit of {max_pixels:,} ({_LARGER_LIMIT_HINT})"
                     )
                 im.load()  # decode now: Pillow is lazy and would otherwise hide truncation
                 im = ImageOps.exif_transpose(im) or im
@@ -96,7 +108,7 @@ def load_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -
     except UnidentifiedImageError as err:
         raise ImageLoadError(f"{path}: not an image file that Pillow can read") from err
     except Image.DecompressionBombError as err:
-        reason = f"image too large, refused as a possible decompression bomb ({err})"
+        reason = f"image too large, refused as a possible decompression bomb ({err}; {_LARGER_LIMIT_HINT})"
         raise ImageLoadError(f"{path}: {reason}") from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         reason = str(err) or type(err).__name__
@@ -104,35 +116,57 @@ def load_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -
         raise ImageLoadError(f"{path}: {kind} image data ({reason})") from err
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
+        Image.MAX_IMAGE_PIXELS = previous_limit
 
 
 def to_uint8_image(image: Union[np.ndarray, torch.Tensor], normalized: bool = False) -> np.ndarray:
-    """Turn an image (uint8/float HWC array, or CHW / 1xCHW tensor) into uint8 RGB (H, W, 3)."""
+    """Turn an image into uint8 RGB (H, W, 3): the one conversion the library uses to save and show images.
+
+    ``image``: a uint8 or float array (H, W, C) or (H, W), or a tensor (C, H, W) or (1, C, H, W), with
+    1, 3 or 4 channels. Float data is read as [0, 1] when ``normalized`` is False and as [-1, 1] (the
+    network's range) when it is True. The range is never guessed from the values: a bright normalised
+    image and a dark [0, 1] one can hold the same numbers. Values more than 1% of the range outside it
+    are refused; uint8 data is taken as it is (it cannot be normalised).
+    """
     if isinstance(image, torch.Tensor):
-        t = image.detach().to("cpu", torch.float32)
+        t = image.detach()
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]
         if t.ndim != 3:
             raise ValueError(f"expected a tensor (C, H, W) or (1, C, H, W), got shape {tuple(image.shape)}")
-        array = t.permute(1, 2, 0).numpy()
+        if t.dtype != torch.uint8 and not t.is_floating_point():
+            raise ValueError(f"expected a uint8 or float image, got dtype {t.dtype}")
+        hwc: Union[np.ndarray, torch.Tensor] = t.to("cpu").permute(1, 2, 0)
+        if t.dtype == torch.uint8:
+            hwc = hwc.numpy()
     else:
-        array = np.asarray(image)
-    if normalized:
-        array = (array.astype(np.float32) + 1.0) / 2.0
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an image (H, W, C) with 1, 3 or 4 channels, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"expected a uint8 or float image, got dtype {array.dtype}")
-        lo, hi = float(array.min()), float(array.max())
-        if lo < -0.01 or hi > 1.01:
+        hwc = np.asarray(image)
+        if hwc.ndim == 2:
+            hwc = hwc[:, :, None]
+        if hwc.dtype != np.uint8 and not np.issubdtype(hwc.dtype, np.floating):
+            raise ValueError(f"expected a uint8 or float image, got dtype {hwc.dtype}")
+    if hwc.ndim != 3 or hwc.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an image (H, W, C) with 1, 3 or 4 channels, got shape {tuple(hwc.shape)}")
+    if isinstance(hwc, np.ndarray) and hwc.dtype == np.uint8:
+        if normalized:
+            raise ValueError("normalized=True needs float data in [-1, 1]; this image is already uint8")
+        array = hwc
+    else:
+        if isinstance(hwc, np.ndarray):  # a float32 copy: any strides, byte order or read-only array
+            t = torch.from_numpy(np.array(hwc, dtype=np.float32))
+        else:
+            t = hwc.to(torch.float32)
+        low, high = (-1.0, 1.0) if normalized else (0.0, 1.0)
+        lo, hi = float(t.min()), float(t.max())
+        slack = 0.01 * (high - low)
+        if lo < low - slack or hi > high + slack:
+            other = "normalized=False for [0, 1]" if normalized else "normalized=True for [-1, 1]"
             raise ValueError(
-                f"float image has values in [{lo:.3f}, {hi:.3f}], expected [0, 1] "
-                "(pass normalized=True for [-1, 1] data)"
+                f"float image has values in [{lo:.3f}, {hi:.3f}], expected [{low:g}, {high:g}] "
+                f"(pass {other} data)"
             )
-        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+        t01 = denormalize(t) if normalized else t.clamp(0.0, 1.0)
+        array = np.ascontiguousarray(t01.mul_(255.0).round_().to(torch.uint8).numpy())
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return array

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -40,17 +40,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-Corrector = Callable[[torch.Tensor], torch.Tensor]
+from expolib.evaluation import Corrector, run_corrector
+from expolib.imageio import DEFAULT_MAX_PIXELS, to_uint8_image
+from expolib.transforms import denormalize, normalize, to_tensor01
 
 MODES = ("guided", "direct")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-
-
-def _device_of(model: Corrector) -> torch.device:
-    if isinstance(model, nn.Module):
-        for tensor in (*model.parameters(), *model.buffers()):
-            return tensor.device
-    return torch.device("cpu")
 
 
 def _check_photo(photo: np.ndarray) -> None:
@@ -59,25 +53,18 @@ def _check_photo(photo: np.ndarray) -> None:
         raise ValueError(f"expected a photo as a uint8 array (H, W, 3), got {desc}")
 
 
-def _to_tensor(photo: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float (1, 3, H, W) in [0, 1]."""
-    if not photo.flags.writeable or not photo.flags.c_contiguous:
-        photo = np.array(photo)  # torch wants a writable array; callers pass bands, so copies stay small
-    return torch.from_numpy(photo).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-
-
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    """float (1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
-    return image[0].clamp(0.0, 1.0).mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    """float (1, 3, H, W), about [0, 1] (an affine colour model may step outside) -> uint8 (H, W, 3)."""
+    return to_uint8_image(image.clamp(0.0, 1.0), normalized=False)
 
 
 def run_network(model: Corrector, image: torch.Tensor) -> torch.Tensor:
-    """Apply a corrector to ``(1, 3, H, W)`` in [0, 1] (no gradients, eval mode); [0, 1] out, on the CPU."""
-    if isinstance(model, nn.Module) and model.training:
-        model.eval()
-    with torch.no_grad():
-        out = model(image.to(_device_of(model)) * 2.0 - 1.0)  # [0, 1] -> the network's [-1, 1]
-    return ((out.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
+    """Apply a corrector to ``(1, 3, H, W)`` in [0, 1]; [0, 1] out, on the CPU.
+
+    The network works in [-1, 1]: this maps the photo there and back around
+    :func:`expolib.evaluation.run_corrector` (no gradients, eval mode restored after).
+    """
+    return denormalize(run_corrector(model, normalize(image[0]))).unsqueeze(0)
 
 
 def working_size(height: int, width: int, working_side: int) -> tuple[int, int]:
@@ -170,7 +157,7 @@ def guided_upsample(
         y1 = min(height, y0 + rows)
         grid = _row_grid(y0, y1, height, width, device)
         band_coeffs = F.grid_sample(coeffs, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        band = _to_tensor(photo[y0:y1]).to(device)
+        band = to_tensor01(photo[y0:y1]).unsqueeze(0).to(device)
         result[y0:y1] = _to_uint8(apply_affine(band_coeffs, band))
     return result
 
@@ -197,10 +184,10 @@ def correct(
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     if mode == "direct":
-        return _to_uint8(run_network(model, _to_tensor(photo)))
+        return _to_uint8(run_network(model, to_tensor01(photo).unsqueeze(0)))
     if working_side < 8:
         raise ValueError(f"working_side must be at least 8 pixels, got {working_side}")
-    small = _to_tensor(downsample(photo, working_size(*photo.shape[:2], working_side)))
+    small = to_tensor01(downsample(photo, working_size(*photo.shape[:2], working_side))).unsqueeze(0)
     output = run_network(model, small)
     coeffs = fit_local_affine(small, output, radius=radius, eps=eps)
     return guided_upsample(coeffs, photo, tile_rows=tile_rows)
@@ -246,8 +233,14 @@ def _memory_kib() -> tuple[int, int]:
         fields = dict(line.split(":", 1) for line in lines if ":" in line)
         return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
     except (OSError, KeyError, ValueError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        peak = _maxrss_kib()
         return peak, peak
+
+
+def _maxrss_kib() -> int:
+    """The process's peak resident size in KiB from ``ru_maxrss``, which is in bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux and the BSDs
+    return peak // 1024 if sys.platform == "darwin" else peak
 
 
 def _reset_peak_memory() -> None:
@@ -377,16 +370,19 @@ def benchmark_fullres(
 
 
 def _collect(inputs: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, path relative to the output folder) for every input; problems found while listing."""
+    """(file, path relative to the output folder) for every input; problems found while listing.
+
+    Folders are listed with :func:`expolib.data.list_images`: image extensions only, hidden files (such
+    as macOS's ``._IMG.jpg`` companions) skipped.
+    """
+    from expolib.data import list_images
+
     found: list[tuple[Path, Path]] = []
     problems: list[str] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(
-                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            files = list_images(path, recursive=recursive)
             if not files:
                 hint = "" if recursive else " (try --recursive)"
                 problems.append(f"skipped {path}: no photos in this folder{hint}")
@@ -406,6 +402,9 @@ def _run_correct(args: argparse.Namespace) -> int:
         return 0
     if not args.inputs or args.out is None:
         print("correct needs at least one input and --out DIR (or --benchmark)")
+        return 2
+    if args.max_pixels < 1:
+        print(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
         return 2
     out_dir = Path(args.out)
     files, problems = _collect(args.inputs, args.recursive)
@@ -439,7 +438,7 @@ def _run_correct(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            photo = load_image(path)
+            photo = load_image(path, max_pixels=args.max_pixels)
             fixed = correct(model, photo, mode=args.mode, working_side=args.working_side)
             save_image(fixed, target)
         except (ValueError, OSError, RuntimeError) as error:  # ImageLoadError is a ValueError
@@ -473,6 +472,11 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--recursive", action="store_true", help="also correct photos in sub-folders")
     p.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
     p.add_argument("--quiet", action="store_true", help="report only problems")
+    p.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse photos with more pixels than this (default {DEFAULT_MAX_PIXELS:,}, Pillow's "
+        "decompression-bomb limit)",
+    )
     p.add_argument("--benchmark", action="store_true", help="time both modes on a synthetic photo instead")
     p.add_argument(
         "--megapixels", type=float, default=12.0, help="size of the --benchmark photo (default 12)"

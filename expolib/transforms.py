@@ -34,20 +34,30 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def to_tensor01(image: ImageLike) -> torch.Tensor:
-    """An image as a float32 tensor (C, H, W) in [0, 1]: from a uint8/float HWC array or a tensor."""
+    """An image as a float32 tensor (C, H, W) in [0, 1]: from an HWC array or a CHW tensor.
+
+    Unsigned integer data (uint8, uint16, ...) is divided by its type's largest value, so 16-bit data
+    lands in [0, 1] too; float data is taken as [0, 1] already. Signed integers and booleans carry no
+    nominal range and are refused.
+    """
     if isinstance(image, torch.Tensor):
-        if image.dtype == torch.uint8:
-            return image.to(torch.float32) / 255.0
-        return image.to(torch.float32)
+        if image.is_floating_point():
+            return image.to(torch.float32)
+        if image.dtype == torch.bool or image.dtype.is_signed:
+            raise ValueError(f"expected an unsigned integer or float image, got dtype {image.dtype}")
+        return image.to(torch.float32).div_(float(torch.iinfo(image.dtype).max))
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
         raise ValueError(f"expected an image (H, W, C), got shape {array.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-    if t.dtype == torch.uint8:
-        return t.to(torch.float32) / 255.0
-    return t.to(torch.float32)
+    if array.dtype.kind not in "uf":
+        raise ValueError(f"expected an unsigned integer or float image, got dtype {array.dtype}")
+    scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else None
+    if array.dtype.kind == "u" and array.dtype != np.uint8:
+        array = array.astype(np.float32)  # torch has no general support for uint16/32/64
+    t = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).to(torch.float32)
+    return t.div_(scale) if scale is not None else t
 
 
 def check_side(image: torch.Tensor, what: str = "image") -> None:

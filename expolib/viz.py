@@ -9,6 +9,10 @@
 - :func:`show_comparison`: shows both: the live widget, and the static version, which stays in the
   saved notebook and therefore in the built page.
 - :func:`show_grid` and :func:`error_map`: side-by-side figures and where the colour error is.
+
+Images can be uint8 arrays (H, W, 3), float arrays or tensors (3, H, W). Float data is read as [0, 1]
+unless ``normalized=True`` says it is in [-1, 1] (dataset items, network outputs); the conversion is
+:func:`expolib.imageio.to_uint8_image`, which never guesses the range from the values.
 """
 
 from __future__ import annotations
@@ -26,37 +30,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from expolib.imageio import to_uint8_image
 from expolib.metrics import delta_e_map
 
 ImageLike = Union[np.ndarray, torch.Tensor]
 Samples = Mapping[tuple[str, float], Mapping[str, np.ndarray]]
 
 KINDS = ("input", "corrected", "ground truth")
-
-
-def as_uint8(image: ImageLike, *, normalized: Optional[bool] = None) -> np.ndarray:
-    """Any image this project uses as uint8 ``(H, W, 3)``: NumPy HWC (uint8 or [0, 1]) or torch CHW.
-
-    Torch tensors are taken as normalised ([-1, 1]) when ``normalized`` is True or, when it is None,
-    when they hold negative values; otherwise as [0, 1].
-    """
-    if isinstance(image, torch.Tensor):
-        t = image.detach().float().cpu()
-        if t.ndim == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise ValueError(f"expected a tensor (3, H, W), got {tuple(image.shape)}")
-        if normalized or (normalized is None and float(t.min()) < 0):
-            t = (t + 1.0) / 2.0
-        return t.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"expected an image (H, W, 3), got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return array
-    if normalized:
-        array = (array + 1.0) / 2.0
-    return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def split_image(left: np.ndarray, right: np.ndarray, position: float, *, line: bool = True) -> np.ndarray:
@@ -98,6 +78,7 @@ def static_slider_html(
     position: float = 0.5,
     image_format: str = "jpeg",
     width: Optional[int] = None,
+    normalized: bool = False,
 ) -> str:
     """A before/after slider as self-contained HTML: works on a static page with no kernel.
 
@@ -105,8 +86,9 @@ def static_slider_html(
     with CSS ``clip-path`` at the range input's value, updated by the input's ``oninput`` handler.
     No ``<script>`` element is needed and nothing is fetched. Element ids are unique per call, so one
     page can hold many sliders. ``width`` sets the displayed width in CSS pixels (default: the image's).
+    ``normalized=True``: float images are in [-1, 1] (see :func:`expolib.imageio.to_uint8_image`).
     """
-    a, b = as_uint8(left), as_uint8(right)
+    a, b = to_uint8_image(left, normalized=normalized), to_uint8_image(right, normalized=normalized)
     if a.shape != b.shape:
         raise ValueError(f"the two images differ in shape: {a.shape} vs {b.shape}")
     uid = f"expolib-ba-{uuid.uuid4().hex[:12]}"
@@ -159,9 +141,9 @@ def comparison_samples(
             break
         output = run_corrector(corrector, item["input"])
         samples[(str(item["scene"]), float(item["ev"]))] = {
-            "input": as_uint8(item["input"], normalized=True),
-            "corrected": as_uint8(output, normalized=True),
-            "ground truth": as_uint8(item["target"], normalized=True),
+            "input": to_uint8_image(item["input"], normalized=True),
+            "corrected": to_uint8_image(output, normalized=True),
+            "ground truth": to_uint8_image(item["target"], normalized=True),
         }
     return samples
 
@@ -276,9 +258,18 @@ def show_comparison(
     return viewer
 
 
-def error_map(output: ImageLike, target: ImageLike) -> np.ndarray:
-    """Per-pixel CIEDE2000 difference ``(H, W)`` between two images (any form :func:`as_uint8` takes)."""
-    return delta_e_map(as_uint8(output), as_uint8(target))
+def error_map(output: ImageLike, target: ImageLike, *, normalized: bool = False) -> np.ndarray:
+    """Per-pixel CIEDE2000 difference ``(H, W)`` between two images (any form
+    :func:`expolib.imageio.to_uint8_image` takes; ``normalized=True`` for float data in [-1, 1])."""
+    return delta_e_map(
+        to_uint8_image(output, normalized=normalized), to_uint8_image(target, normalized=normalized)
+    )
+
+
+def _is_uint8(image: ImageLike) -> bool:
+    if isinstance(image, torch.Tensor):
+        return image.dtype == torch.uint8
+    return np.asarray(image).dtype == np.uint8
 
 
 def show_grid(
@@ -288,8 +279,12 @@ def show_grid(
     row_titles: Optional[Sequence[str]] = None,
     cell_size: float = 2.6,
     error_vmax: Optional[float] = 20.0,
+    normalized: bool = False,
 ) -> plt.Figure:
     """A grid of images; a 2-D array in a cell is drawn as an error map (``magma``, 0..``error_vmax``).
+
+    ``normalized=True``: the float images (arrays or tensors) are in [-1, 1], such as dataset items and
+    network outputs; otherwise in [0, 1]. uint8 images are drawn as they are.
 
     Returns the figure (call ``plt.show()`` in a notebook).
     """
@@ -314,7 +309,7 @@ def show_grid(
                 shown = ax.imshow(cell, cmap="magma", vmin=0, vmax=error_vmax)
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="ΔE00")
             else:
-                ax.imshow(as_uint8(cell))
+                ax.imshow(to_uint8_image(cell, normalized=normalized and not _is_uint8(cell)))
             if column_titles is not None and i == 0 and j < len(column_titles):
                 ax.set_title(column_titles[j], fontsize=10)
             if row_titles is not None and j == 0 and i < len(row_titles):
@@ -323,6 +318,6 @@ def show_grid(
 
 
 __all__ = [
-    "BeforeAfter", "KINDS", "as_uint8", "comparison_samples", "encode_image", "error_map", "show_comparison",
+    "BeforeAfter", "KINDS", "comparison_samples", "encode_image", "error_map", "show_comparison",
     "show_grid", "split_image", "static_slider_html",
 ]

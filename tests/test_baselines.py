@@ -94,3 +94,15 @@ def test_report_averaging_kernel_is_the_3x3_mean_with_reflect_padding() -> None:
     padded = np.pad(x[0].numpy(), ((0, 0), (1, 1), (1, 1)), mode="reflect")
     expected = np.mean([padded[:, i:i + 5, j:j + 6] for i in range(3) for j in range(3)], axis=0)
     np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (6, 1), (1, 1)])
+def test_report_averaging_kernel_handles_an_image_one_pixel_high_or_wide(shape: tuple[int, int]) -> None:
+    # Reflect padding needs two pixels on a side; a strip of one pixel is padded by repeating it.
+    x = torch.rand(1, 3, *shape) * 2 - 1
+    y = ReportAveragingKernel()(x)
+    assert y.shape == x.shape
+    padded = np.pad(x[0].numpy(), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = shape
+    expected = np.mean([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=0)
+    np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-6)

@@ -23,6 +23,7 @@ from expolib.data import (
     benchmark_pipeline,
     embedded_photos,
     find_msec,
+    list_images,
     load_embedded_photo,
     make_loader,
     parse_msec_name,
@@ -336,3 +337,29 @@ def test_find_msec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MSEC_ENV_VAR, str(tmp_path / "typo"))
     with pytest.raises(FileNotFoundError, match="typo"):
         find_msec()
+
+
+
+def test_a_photo_shrunk_below_the_minimum_by_max_side_is_refused_naming_the_file(tmp_path: Path) -> None:
+    # 20 pixels high passes the minimum of 16, but shrunk to a long side of 100 it is 5 pixels high.
+    _random_photo(tmp_path / "in" / "panorama.png", 20, 400, 0)
+    _random_photo(tmp_path / "out" / "panorama.png", 20, 400, 1)
+    shrunk = r"panorama\.png \(shrunk so its long side is 100 px\)"
+    with pytest.raises(ValueError, match=shrunk + " is 100x5 pixels"):
+        PairFolder(tmp_path / "in", tmp_path / "out", max_side=100)[0]
+    with pytest.raises(ValueError, match=shrunk):
+        PhotoFolderPairs(tmp_path / "in", size=None, max_side=100)[0]
+    assert PairFolder(tmp_path / "in", tmp_path / "out", max_side=320)[0]["input"].shape == (3, 16, 320)
+
+
+def test_list_images_skips_hidden_files_and_folders_and_can_recurse(tmp_path: Path) -> None:
+    _random_photo(tmp_path / "b.png", 4, 4, 0)
+    _random_photo(tmp_path / "trip" / "a.JPG", 4, 4, 1)
+    (tmp_path / "._b.png").write_bytes(b"macOS resource fork, not an image")
+    (tmp_path / "trip" / "._a.JPG").write_bytes(b"macOS resource fork, not an image")
+    _random_photo(tmp_path / ".thumbnails" / "c.png", 4, 4, 2)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert [p.name for p in list_images(tmp_path)] == ["b.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
+        "b.png", "trip/a.JPG"
+    ]

@@ -119,3 +119,42 @@ def test_shipped_model_beats_every_baseline_in_psnr_at_every_misexposed_level() 
         for ev in model.evs:
             if ev != 0:
                 assert model.mean("psnr", ev) > baseline.mean("psnr", ev), (name, ev)
+
+
+
+def test_pairs_of_unknown_exposure_form_one_group(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from expolib.data import PairFolder
+
+    rng = np.random.default_rng(0)
+    for name in ("x", "y"):
+        for folder in ("in", "out"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            photo = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(photo).save(tmp_path / folder / f"{name}.png")
+    table = evaluate(Identity(), PairFolder(tmp_path / "in", tmp_path / "out"), progress=False)
+    assert table.evs == [] and table.count() == 2
+    summary = table.summary()
+    assert [row["ev"] for row in summary] == ["unknown", "all"]
+    assert [row["count"] for row in summary] == [2, 2]
+    assert all(math.isfinite(row["psnr"]) for row in summary)
+    assert table.mean("psnr", "unknown") == pytest.approx(table.mean("psnr"))
+    assert "nan" not in table.to_markdown()
+    side_by_side = compare({"identity": table}, "psnr")
+    assert side_by_side.header == ["method", "EV unknown", "all"]
+    assert all(math.isfinite(v) for v in side_by_side.rows[0][1:])
+
+
+def test_cli_reports_a_missing_weights_file_in_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nothing.safetensors"
+    status = _cli(["evaluate", "--weights", str(missing), "--baselines", "", "--side", "48", "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "nothing.safetensors" in lines[0] and "Traceback" not in captured.err
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    assert _cli(["evaluate", "--weights", str(broken), "--baselines", "", "--side", "48", "--quiet"]) == 2
+    assert "broken.safetensors" in capsys.readouterr().err

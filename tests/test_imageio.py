@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from expolib.imageio import ImageLoadError, load_image, save_image
+from expolib.imageio import ImageLoadError, load_image, save_image, to_uint8_image
 
 
 def _photo(h: int = 48, w: int = 64) -> np.ndarray:
@@ -151,6 +151,8 @@ def test_oversized_image_refused_before_decoding(tmp_path: Path) -> None:
     Image.fromarray(_photo(100, 100)).save(tmp_path / "big.png")
     with pytest.raises(ImageLoadError, match=r"big\.png: image is 100x100 = 10,000 pixels.*limit of 5,000"):
         load_image(tmp_path / "big.png", max_pixels=5000)
+    with pytest.raises(ImageLoadError, match="--max-pixels"):  # the way out for a command-line user
+        load_image(tmp_path / "big.png", max_pixels=5000)
     assert load_image(tmp_path / "big.png", max_pixels=10_000).shape == (100, 100, 3)
     assert load_image(tmp_path / "big.png", max_pixels=None).shape == (100, 100, 3)
 
@@ -181,3 +183,28 @@ def test_save_image_round_trips(tmp_path: Path) -> None:
     assert np.abs(load_image(tmp_path / "d.jpg").astype(int) - smooth).mean() < 2
     with pytest.raises(ValueError, match="normalized=True"):
         save_image(as_tensor * 2 - 1, tmp_path / "e.png")
+
+
+def test_a_larger_max_pixels_lifts_pillows_own_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(_photo(100, 100)).save(tmp_path / "big.png")
+    # Pillow refuses images over twice its limit by itself, whatever max_pixels says ...
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageLoadError, match="decompression bomb.*--max-pixels"):
+        load_image(tmp_path / "big.png", max_pixels=None)
+    # ... unless the caller asks for a larger limit; Pillow's setting is restored afterwards.
+    assert load_image(tmp_path / "big.png", max_pixels=20_000).shape == (100, 100, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_to_uint8_image_takes_the_range_it_is_told() -> None:
+    bright = torch.full((3, 4, 5), 0.2)  # 0.6 in [0, 1] when normalised; no negative value to tell
+    assert (to_uint8_image(bright, normalized=True) == 153).all()
+    assert (to_uint8_image(bright) == 51).all()  # the same numbers read as [0, 1]
+    assert (to_uint8_image(np.full((4, 5, 3), 0.2), normalized=True) == 153).all()
+    assert to_uint8_image(torch.full((1, 4, 5), -1.0), normalized=True).shape == (4, 5, 3)
+    with pytest.raises(ValueError, match="normalized=True"):
+        to_uint8_image(torch.full((3, 4, 5), -0.5))
+    with pytest.raises(ValueError, match="already uint8"):
+        to_uint8_image(_photo(), normalized=True)
+    with pytest.raises(ValueError, match="dtype"):
+        to_uint8_image(_photo().astype(np.int32))

@@ -102,3 +102,16 @@ def test_pairs_must_have_one_size_and_arrays_are_accepted() -> None:
     xin, yout = PairedTransform(None, train=False)(photo, photo)
     assert xin.dtype == torch.float32 and xin.shape == (3, 32, 48)
     torch.testing.assert_close(denormalize(xin), to_tensor01(photo))
+
+
+def test_to_tensor01_scales_every_unsigned_integer_type_and_refuses_signed_ones() -> None:
+    sixteen = np.full((4, 5, 3), 65535, np.uint16)
+    sixteen[0, 0] = 32768
+    t = to_tensor01(sixteen)
+    assert t.dtype == torch.float32 and t.shape == (3, 4, 5)
+    assert float(t.max()) == 1.0 and float(t[0, 0, 0]) == pytest.approx(32768 / 65535)
+    assert float(to_tensor01(np.full((4, 5), 255, np.uint8)).max()) == 1.0
+    assert float(to_tensor01(torch.full((3, 4, 5), 65535, dtype=torch.uint16)).max()) == 1.0
+    for signed in (np.zeros((4, 5, 3), np.int32), torch.zeros(3, 4, 5, dtype=torch.int64)):
+        with pytest.raises(ValueError, match="unsigned integer or float"):
+            to_tensor01(signed)

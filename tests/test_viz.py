@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from expolib.viz import BeforeAfter, as_uint8, error_map, show_grid, split_image, static_slider_html
+from expolib.transforms import normalize
+from expolib.viz import BeforeAfter, error_map, show_grid, split_image, static_slider_html
 
 RED = np.zeros((20, 40, 3), np.uint8) + np.array([200, 0, 0], np.uint8)
 BLUE = np.zeros((20, 40, 3), np.uint8) + np.array([0, 0, 200], np.uint8)
@@ -30,11 +31,39 @@ def test_split_image_puts_left_before_the_cut_and_right_after() -> None:
     assert (split_image(RED, BLUE, 0.0) == BLUE).all() and (split_image(RED, BLUE, 1.0) == RED).all()
 
 
-def test_as_uint8_reads_tensors_in_either_range() -> None:
-    t = torch.full((3, 4, 5), -1.0)
-    assert (as_uint8(t) == 0).all()
-    assert (as_uint8(torch.ones(3, 4, 5)) == 255).all()
-    assert as_uint8(np.full((4, 5, 3), 0.5)).dtype == np.uint8
+def _png_pixels(page: str) -> list[np.ndarray]:
+    from io import BytesIO
+
+    from PIL import Image
+
+    sources = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    return [np.asarray(Image.open(BytesIO(base64.b64decode(s)))) for s in sources]
+
+
+def test_a_bright_normalised_tensor_is_shown_as_bright() -> None:
+    """0.2 in [-1, 1] is 0.6 in [0, 1], that is 153; reading the values alone would give 51."""
+    import matplotlib.pyplot as plt
+
+    bright = torch.full((3, 20, 40), 0.2)  # all positive: nothing in the values says "normalised"
+    for pixels in _png_pixels(static_slider_html(bright, bright, image_format="png", normalized=True)):
+        assert (pixels == 153).all()
+    fig = show_grid([[bright, RED]], normalized=True)  # uint8 cells are drawn as they are
+    assert (fig.axes[0].images[0].get_array() == 153).all()
+    assert (fig.axes[1].images[0].get_array() == RED).all()
+    plt.close(fig)
+    # The same [0, 1] images, given normalised, have the same error map.
+    x01 = torch.rand(3, 20, 40, generator=torch.Generator().manual_seed(0)) * 0.4 + 0.55
+    y01 = x01.flip(-1)
+    from_normalised = error_map(normalize(x01), normalize(y01), normalized=True)
+    np.testing.assert_allclose(from_normalised, error_map(x01, y01))
+
+
+def test_float_images_outside_the_range_they_are_said_to_have_are_refused() -> None:
+    dark = torch.full((3, 20, 40), -0.5)  # normalised data passed as [0, 1]
+    with pytest.raises(ValueError, match="normalized=True"):
+        static_slider_html(dark, dark)
+    with pytest.raises(ValueError, match="normalized=True"):
+        error_map(dark, dark)
 
 
 def test_live_widget_moves_the_split_and_switches_images() -> None:
