@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from expolib.config import get_budget, seed_everything
-from expolib.train import AUTO, Pix2Pix, TrainConfig, parse_switch
+from expolib.train import AUTO, Pix2Pix, TrainConfig, native_bf16, parse_switch
 
 PRECISIONS = ("fp32", "bf16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -57,18 +57,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bf16 natively (a CPU without it emulates bf16, very slowly)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # the check is internal to PyTorch; be safe
-            return False
-    return False
 
 
 def _best_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, float]:

@@ -5,7 +5,7 @@ All three come from scikit-image; this module only makes them agree on one conve
 ``(1, 3, H, W)``, is accepted too). ``uint8`` NumPy images are divided by 255.
 
 - PSNR, peak signal-to-noise ratio, in dB: ``10 log10(1 / MSE)`` for a peak value of 1. Higher is better;
-  identical images give ``inf``.
+  identical images give ``inf``. :func:`psnr_batch` computes it for a whole torch batch at once.
 - SSIM, structural similarity (Wang et al. 2004): local means, variances and covariance compared in
   7x7 windows, averaged over the image and the colour channels. 1 means identical.
 - Delta E 2000 (Sharma et al. 2005): the CIEDE2000 colour difference between the two images in CIE
@@ -75,6 +75,35 @@ def psnr(output: ImageLike, target: ImageLike) -> float:
     if np.array_equal(a, b):
         return float("inf")  # skimage would divide by zero (with a warning) to get the same answer
     return float(peak_signal_noise_ratio(b, a, data_range=1.0))
+
+
+def psnr_batch(pred01: torch.Tensor, target01: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of every image of a batch, computed by torch on the tensors' device: shape ``(B,)``.
+
+    ``pred01`` and ``target01`` are ``(B, C, H, W)`` (or one ``(C, H, W)`` image) in [0, 1]. Same
+    definition as :func:`psnr`: peak value 1, ``inf`` for identical images, ``ValueError`` for values
+    outside [0, 1]. The squared error is averaged over each image's channels and pixels in float64
+    (float32 on Apple's MPS, which has no float64). Meant for many images at once, such as validation
+    during training, where :func:`psnr` would copy every image to NumPy.
+    """
+    if pred01.shape != target01.shape:
+        raise ValueError(f"the two batches differ in shape: {tuple(pred01.shape)} vs {tuple(target01.shape)}")
+    if pred01.ndim == 3:
+        pred01, target01 = pred01.unsqueeze(0), target01.unsqueeze(0)
+    if pred01.ndim != 4:
+        raise ValueError(f"expected images (B, C, H, W) or (C, H, W), got shape {tuple(pred01.shape)}")
+    for name, images in (("pred01", pred01), ("target01", target01)):
+        low, high = (float(v) for v in torch.aminmax(images.detach()))
+        if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
+            raise ValueError(
+                f"{name} values must lie in [0, 1] (got min {low:.3f}, max {high:.3f}); "
+                "denormalise network tensors with expolib.transforms.denormalize first"
+            )
+    dtype = torch.float32 if pred01.device.type == "mps" else torch.float64
+    # clipped to [0, 1] like psnr (float rounding may leave values a hair outside)
+    diff = pred01.detach().to(dtype).clamp(0, 1) - target01.detach().to(pred01.device, dtype).clamp(0, 1)
+    mse = diff.pow(2).mean(dim=(1, 2, 3))  # (B,)
+    return -10.0 * torch.log10(mse)  # mse 0 gives inf, as psnr does
 
 
 def ssim(output: ImageLike, target: ImageLike) -> float:

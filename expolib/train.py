@@ -6,7 +6,9 @@
   D on the detached fake, then G through the frozen D, with one G forward per step.
 - :class:`Trainer` feeds it batches on CUDA, MPS or the CPU, one process or many (``torchrun``),
   logs a :class:`History`, validates, saves image grids and checkpoints (``last.pt``, ``best.pt``),
-  resumes exactly where a run stopped, and stops with :class:`TrainingDiverged` on a NaN loss.
+  resumes where a run stopped, and stops with :class:`TrainingDiverged` on a NaN loss.
+- :func:`endless` and :func:`fit_reconstruction`: a data stream counted in steps, and the bare loop
+  that trains one network on a reconstruction loss (the chapters' short comparisons).
 - ``add_cli`` adds ``python -m expolib train``.
 """
 
@@ -24,10 +26,10 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -40,17 +42,29 @@ from tqdm.auto import tqdm
 
 from expolib.config import Budget, get_budget, pick_device, seed_everything
 from expolib.losses import GAN_MODES, LAMBDA_L1, AdversarialLoss, discriminator_loss, generator_loss
+from expolib.metrics import psnr_batch
 from expolib.models import NORMS, PatchConfig, PatchDiscriminator, UNetConfig, UNetGenerator, save_generator
+from expolib.transforms import denormalize
 
 PathLike = Union[str, os.PathLike]
+T = TypeVar("T")
 LR_POLICIES = ("linear", "constant")
 CHECKPOINT_FORMAT = "expolib.train/1"
 # settings that fix the networks' shapes: a checkpoint only resumes a run that agrees on them
 ARCHITECTURE_FIELDS = ("ngf", "ndf", "depth", "n_layers", "norm")
+# settings that fix which pairs a step sees: resuming with others would skip the wrong pairs
+DATA_FIELDS = ("batch_size", "image_size", "steps_per_epoch")
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the networks were not updated with it."""
+    """A loss became NaN or infinite; the checkpoints on disk are left as they were.
+
+    What happened in memory depends on which loss it was. The discriminator's loss is checked before
+    either network steps, so then neither network changed. The generator's loss only exists after the
+    discriminator's update (it is computed through the updated discriminator), so then the
+    discriminator has already taken its step while the generator has not. Resume from ``last.pt``
+    rather than using the in-memory networks after this error.
+    """
 
 
 class CheckpointError(RuntimeError):
@@ -182,6 +196,18 @@ class StepLosses(NamedTuple):
     d_fake: torch.Tensor
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (a CPU without it emulates bf16, very slowly)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # the check is internal to PyTorch; be safe
+            return False
+    return False
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
     """The dtype that autocast runs the forward passes in, or None for plain float32.
 
@@ -193,13 +219,11 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> Optional[torch.
     if not wanted:
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     if device.type == "cpu":
-        with contextlib.suppress(AttributeError, RuntimeError):  # an internal check: be safe
-            if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                warnings.warn(
-                    "this CPU has no native bfloat16: amp=True will be slower than float32", stacklevel=3
-                )
+        if not native_bf16(device):
+            warnings.warn("this CPU has no native bfloat16: amp=True will be slower than float32",
+                          stacklevel=3)
         return torch.bfloat16
     raise ValueError(f"mixed precision (amp=True) is supported on CUDA and CPU, not on {device.type}")
 
@@ -309,7 +333,9 @@ class Pix2Pix:
         """One pix2pix update of D, then of G, on a batch of pairs in [-1, 1]: (B, 3, H, W) each.
 
         A NaN or infinite loss raises :class:`TrainingDiverged` before the update it would poison, and
-        the normalisation statistics that this step's forward passes changed are put back.
+        the normalisation statistics that this step's forward passes changed are put back. A non-finite
+        generator loss is found after the discriminator's update, which stays (see
+        :class:`TrainingDiverged`).
         """
         saved = [b.detach().clone() for b in self._buffers]  # BatchNorm running statistics: tiny
         try:
@@ -395,7 +421,8 @@ class History:
         rows = {"batch": self.batches, "epoch": self.epochs}.get(per)
         if rows is None:
             raise ValueError(f"per must be 'batch' or 'epoch', got {per!r}")
-        return [float(row[key]) for row in rows]
+        # None is how JSON writes NaN: read it back as NaN, whatever produced the rows
+        return [math.nan if row[key] is None else float(row[key]) for row in rows]
 
     def to_dict(self) -> dict[str, list[dict[str, float]]]:
         return {"batches": [dict(r) for r in self.batches], "epochs": [dict(r) for r in self.epochs]}
@@ -510,6 +537,38 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+class _SeededItems(Dataset):
+    """The training set, each item drawn with random generators seeded from (seed, epoch, index).
+
+    Augmentation draws from the global random generators (torch's, NumPy's, Python's). Left alone,
+    what an item gets would depend on where those streams stand when it is loaded: on the items
+    loaded before it, and with DataLoader workers on which worker loads it. Both change when a run
+    resumes inside an epoch. Seeding every item from its own numbers makes its augmentation the same
+    whichever process loads it and whenever; the global states are put back afterwards, so dropout and
+    everything else in the process keep their own streams. Set :attr:`epoch` before each epoch's
+    DataLoader starts (its workers copy the dataset then).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        words = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, np.uint64)
+        saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        torch.default_generator.manual_seed(int(words[0] >> 1))  # the CPU generator only, not CUDA's
+        np.random.seed(int(words[1] % 2**32))
+        random.seed(int(words[1]))
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(saved[0])
+            np.random.set_state(saved[1])
+            random.setstate(saved[2])
+
+
 def _seed_worker(worker_id: int) -> None:
     """DataLoader workers: seed NumPy and Python from the worker's torch seed (which the loader's
     seeded generator fixes), so that augmentations repeat from run to run."""
@@ -573,9 +632,17 @@ class Trainer:
     """Train a :class:`Pix2Pix` on ``train_set`` (items ``{"input", "target", ...}`` in [-1, 1]).
 
     Writes to ``config.out_dir``: ``last.pt`` and ``best.pt`` (lowest validation L1, or training L1
-    without a validation set), ``history.jsonl``, ``val_epoch_NNN.png`` (inputs, outputs and targets of
-    the first validation batch, one row each). Under ``torchrun`` every process trains on its share of
-    each epoch and only rank 0 writes files and shows progress.
+    without a validation set), ``history.jsonl``, ``val_epoch_NNN.jpg`` (inputs, outputs and targets of
+    the first validation batch, one row each; JPEG quality 90, to keep run folders small). Under
+    ``torchrun`` every process trains on its share of each epoch and only rank 0 writes files and shows
+    progress.
+
+    Resuming is exact on the CPU: the data order depends only on (seed, epoch), each pair's
+    augmentation only on (seed, epoch, index), with or without DataLoader workers, and the checkpoint
+    holds every random state the step uses. That needs the same batch size, crop size and steps per
+    epoch (a checkpoint with others is refused), the same training set and the same number of
+    processes. On GPUs, whose kernels are not all bitwise reproducible, a resumed run matches an
+    uninterrupted one statistically.
     """
 
     def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Optional[Dataset] = None) -> None:
@@ -599,6 +666,7 @@ class Trainer:
         self.step_in_epoch = 0  # steps of that epoch already done
         self.global_step = 0
         self.best = math.inf
+        self._items = _SeededItems(train_set, config.seed)
         self.sampler = DistributedSampler(  # one process: a seeded shuffle; several: each its share
             train_set, num_replicas=self.process.world_size, rank=self.process.rank, shuffle=True,
             seed=config.seed,
@@ -638,13 +706,15 @@ class Trainer:
             tqdm.write(message, file=sys.stderr)
 
     def _loader(self, epoch: int, skip_batches: int) -> DataLoader:
-        """This epoch's batches: a fixed order for (seed, epoch), so that a resumed run sees what an
-        uninterrupted one would have; worker seeds come from a generator seeded the same way."""
+        """This epoch's batches: a fixed order for (seed, epoch) and each item's augmentation fixed by
+        (seed, epoch, index), so that a resumed run sees what an uninterrupted one would have; worker
+        seeds come from a generator seeded the same way."""
         self.sampler.set_epoch(epoch)
+        self._items.epoch = epoch
         seed = self.config.seed * 1_000_003 + epoch * 1009 + self.process.rank
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
-            self.train_set,
+            self._items,
             batch_size=self.config.batch_size,
             sampler=_SkipSampler(self.sampler, skip_batches * self.config.batch_size),
             num_workers=self.config.num_workers,
@@ -704,6 +774,14 @@ class Trainer:
                    for name in ARCHITECTURE_FIELDS if getattr(saved, name) != getattr(self.config, name)]
         if clashes:
             raise CheckpointError(f"{source} was trained with other networks; " + "; ".join(clashes))
+        clashes = [f"{name}: checkpoint {getattr(saved, name)!r}, this run {getattr(self.config, name)!r}"
+                   for name in DATA_FIELDS if getattr(saved, name) != getattr(self.config, name)]
+        if clashes:
+            raise CheckpointError(
+                f"{source} was trained with other data settings; resuming would skip the wrong pairs "
+                "(resume with the checkpoint's settings, or start a new run in another folder): "
+                + "; ".join(clashes)
+            )
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
@@ -739,10 +817,11 @@ class Trainer:
                 handle.write(_json_line("epoch", row))
         self._written = (len(self.history.batches), len(self.history.epochs))
 
-    def export_generator(self, path: PathLike) -> Path:
+    def export_generator(self, path: PathLike, half: bool = False) -> Path:
         """Save the generator for shipping (safetensors with its configuration), see
-        :func:`expolib.models.save_generator`; load it back with :func:`expolib.models.load_generator`."""
-        return save_generator(self.generator, path)
+        :func:`expolib.models.save_generator`; ``half=True`` stores its floats as float16 (half the
+        size). Load it back with :func:`expolib.models.load_generator`."""
+        return save_generator(self.generator, path, half=half)
 
     # -- validation -------------------------------------------------------------------------------
 
@@ -761,8 +840,8 @@ class Trainer:
             out = self.model.correct(batch["input"])  # (B, 3, H, W) in [-1, 1]
             target = batch["target"].to(out.device)
             l1_sum += (out - target).abs().mean(dim=(1, 2, 3)).sum().item()
-            mse = ((out - target) / 2).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)  # in [0, 1] units
-            psnr_sum += (-10.0 * torch.log10(mse)).sum().item()
+            # per image, in [0, 1] units; capped at 100 dB so that a perfect image keeps the mean finite
+            psnr_sum += psnr_batch(denormalize(out), denormalize(target)).clamp(max=100.0).sum().item()
             count += out.shape[0]
             if index == 0 and save_grid is not None:
                 self._save_grid(batch["input"], out, batch["target"], Path(save_grid))
@@ -770,13 +849,16 @@ class Trainer:
 
     @staticmethod
     def _save_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, path: Path) -> None:
-        from torchvision.utils import save_image
+        """Inputs, outputs and targets (one row each, up to 8 columns) as a JPEG of quality 90."""
+        from PIL import Image
+        from torchvision.utils import make_grid
 
         n = min(8, inputs.shape[0])
-        rows = [t[:n].detach().float().cpu() for t in (inputs, outputs, targets)]
-        grid = (torch.cat(rows) + 1) / 2  # rows: inputs, outputs, targets; [-1, 1] -> [0, 1]
+        rows = [denormalize(t[:n].detach().float().cpu()) for t in (inputs, outputs, targets)]
+        grid = make_grid(torch.cat(rows), nrow=n, padding=2)  # (3, H, W) in [0, 1]
+        pixels = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, 3)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid.clamp(0, 1), path, nrow=n, padding=2)
+        Image.fromarray(pixels).save(path, format="JPEG", quality=90)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -786,8 +868,11 @@ class Trainer:
         ``resume=True`` continues from ``out_dir/last.pt`` when it exists (a fresh start otherwise);
         a path resumes from that file. ``max_steps`` stops (with a checkpoint) after that many steps
         in this call. Ctrl-C finishes the current step, saves ``last.pt`` and raises KeyboardInterrupt.
-        A NaN or infinite loss raises :class:`TrainingDiverged` before any update with it and leaves
-        the checkpoints as they were.
+        Any other error (a photo that cannot be read, a full disk, running out of memory) also saves
+        ``last.pt`` when it struck between two steps, so that no finished step is lost, and is then
+        raised again; an error in the middle of an update, or under ``torchrun``, keeps the last
+        checkpoint as it was. A NaN or infinite loss raises :class:`TrainingDiverged` and leaves the
+        checkpoints as they were; see there for what it leaves in memory.
         """
         if resume:
             path = self.last_path if resume is True else Path(resume)
@@ -816,10 +901,32 @@ class Trainer:
             else:
                 self._print("interrupted in the middle of an update: the last checkpoint was kept as it was")
             raise
+        except TrainingDiverged:
+            raise  # the last good checkpoint must stay as it is
+        except Exception as error:
+            self._save_after_error(error)
+            raise
         finally:
             bar.close()
             self._restore_sigint(previous)
         return self.history
+
+    def _save_after_error(self, error: Exception) -> None:
+        """Save ``last.pt`` after an unexpected error when networks, optimisers and counters agree."""
+        what = f"{type(error).__name__} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        if self.process.world_size > 1:  # a checkpoint is a collective: the other processes are not here
+            self._print(f"{what}: the last checkpoint was kept as it was")
+        elif not self._consistent:
+            self._print(f"{what}, in the middle of an update: the last checkpoint was kept as it was")
+        else:
+            try:
+                path = self.save_checkpoint()
+            except Exception as save_error:  # e.g. the disk is full: report it, raise the first error
+                self._print(f"{what}; saving a checkpoint failed too: "
+                            f"{type(save_error).__name__}: {save_error}")
+                return
+            self._print(f"{what}: saved {path}; fix the cause, then continue with fit(resume=True) or "
+                        "`python -m expolib train --resume`")
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: finish the step, save, stop. A second one interrupts at once."""
@@ -895,12 +1002,12 @@ class Trainer:
             self._end_epoch(epoch, lr, time.perf_counter() - epoch_start, epoch_steps)
 
     def _end_epoch(self, epoch: int, lr: float, seconds: float, steps: int) -> None:
-        self._consistent = False
         rows = [r for r in self.history.batches if r["epoch"] == epoch]  # includes steps before a resume
         means = {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in BATCH_KEYS}
         metrics = {"val_l1": math.nan, "val_psnr": math.nan}
-        if self.process.main:
-            metrics = self.validate(save_grid=self.out_dir / f"val_epoch_{epoch + 1:03d}.png")
+        if self.process.main:  # changes no state: an error here can still save the epoch's steps
+            metrics = self.validate(save_grid=self.out_dir / f"val_epoch_{epoch + 1:03d}.jpg")
+        self._consistent = False
         images = steps * self.config.batch_size * self.process.world_size
         self.history.epochs.append({
             "epoch": epoch, "steps": len(rows), "lr": lr, **means, **metrics, "seconds": seconds,
@@ -922,6 +1029,61 @@ class Trainer:
         self._print(f"epoch {epoch + 1}/{self.config.epochs}: G L1 {means['g_l1']:.4f}, "
                     f"G adv {means['g_adv']:.3f}, D real {means['d_real']:.3f}, "
                     f"D fake {means['d_fake']:.3f}{extra}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Short loops for experiments
+
+
+def endless(loader: Iterable[T]) -> Iterator[T]:
+    """Go through ``loader`` (a DataLoader, or anything that can be iterated again) over and over,
+    for loops that count steps rather than epochs. A shuffling DataLoader gives a new order on each
+    pass. A loader that yields nothing raises ``ValueError`` instead of looping for ever."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("endless: the loader yields no batches (an empty dataset, or drop_last with "
+                             "fewer items than one batch?)")
+
+
+RECONSTRUCTION_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": F.l1_loss,  # mean absolute error, pix2pix's reconstruction term
+    "l2": F.mse_loss,  # mean squared error
+}
+
+
+def fit_reconstruction(model: nn.Module, loader: Iterable[dict[str, Any]], steps: int, lr: float,
+                       loss: str = "l1", betas: tuple[float, float] = (0.5, 0.999),
+                       desc: Optional[str] = None, progress: bool = True) -> list[float]:
+    """Train ``model`` alone for ``steps`` Adam steps to map ``batch["input"]`` to ``batch["target"]``
+    under a reconstruction loss (``"l1"`` or ``"l2"``), cycling through ``loader``; return the loss of
+    every step.
+
+    No discriminator, no schedule, no checkpoints: the bare loop for short comparisons of networks or
+    losses. Batches go to the device of the model's parameters; the model is left in train mode.
+    """
+    if loss not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"loss must be one of {tuple(RECONSTRUCTION_LOSSES)}, got {loss!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    loss_fn = RECONSTRUCTION_LOSSES[loss]
+    device = next(model.parameters()).device
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    batches = endless(loader)
+    losses = []
+    for _ in tqdm(range(steps), desc=desc or f"{loss.upper()} training", disable=not progress):
+        batch = next(batches)
+        x, y = batch["input"].to(device), batch["target"].to(device)
+        value = loss_fn(model(x), y)
+        optimiser.zero_grad(set_to_none=True)
+        value.backward()
+        optimiser.step()
+        losses.append(value.item())
+    return losses
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1021,6 +1183,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         help="continue from DIR/last.pt (or from CHECKPOINT) if it exists")
     parser.add_argument("--export", metavar="PATH", default=None,
                         help="after training, save the generator to PATH (safetensors) for `expolib correct`")
+    parser.add_argument("--export-half", action="store_true",
+                        help="store the exported generator's weights as float16 (half the file size)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after N steps")
     settings = parser.add_argument_group("training settings (default: from the budget, else pix2pix's)")
     skip = {"out_dir"}
@@ -1063,13 +1227,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_budget(get_budget(args.budget), **overrides)
 
 
+def _error_line(error: BaseException) -> str:
+    """``error: <message>`` on one line, for the command line's stderr."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return f"error: {message}"
+
+
 def _run_cli(args: argparse.Namespace) -> int:
+    if args.export_half and not args.export:
+        print("error: --export-half needs --export PATH", file=sys.stderr)
+        return 2
     try:
         config = config_from_args(args)
         train_set, val_set = _datasets(args, config)
         trainer = Trainer(config, train_set, val_set)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # bad settings, a missing folder, a dataset laid out wrongly
+        print(_error_line(error), file=sys.stderr)
         return 2
     main = trainer.process.main
     if main:
@@ -1080,13 +1253,18 @@ def _run_cli(args: argparse.Namespace) -> int:
     try:
         trainer.fit(resume=args.resume, max_steps=args.max_steps)
         if args.export and main:
-            path = trainer.export_generator(args.export)
-            print(f"generator saved to {path}", file=sys.stderr)
+            path = trainer.export_generator(args.export, half=args.export_half)
+            print(f"generator saved to {path}" + (" (float16)" if args.export_half else ""), file=sys.stderr)
     except KeyboardInterrupt:
         status = 130
-    except (TrainingDiverged, CheckpointError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except TrainingDiverged as error:
+        print(_error_line(error), file=sys.stderr)
         status = 1
+    except (ValueError, OSError, CheckpointError) as error:
+        # a photo that cannot be read (ImageLoadError), a dataset laid out wrongly (DatasetLayoutError),
+        # a missing or unwritable file, a checkpoint that does not fit: the reader's to fix, no traceback
+        print(_error_line(error), file=sys.stderr)
+        status = 2
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -1095,6 +1273,8 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
+    "DATA_FIELDS",
+    "RECONSTRUCTION_LOSSES",
     "CheckpointError",
     "GemmConvTranspose2d",
     "History",
@@ -1106,7 +1286,10 @@ __all__ = [
     "add_cli",
     "autocast_dtype",
     "config_from_args",
+    "endless",
+    "fit_reconstruction",
     "load_checkpoint",
     "lr_factor",
+    "native_bf16",
     "use_gemm_transposed_convolutions",
 ]

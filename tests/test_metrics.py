@@ -72,3 +72,26 @@ def test_bad_inputs_are_refused_with_a_clear_message() -> None:
         metrics.psnr(a, a[:10])
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         metrics.ssim(torch.zeros(4, 8, 8), torch.zeros(4, 8, 8))
+
+
+def test_psnr_batch_agrees_with_psnr_image_by_image() -> None:
+    g = torch.Generator().manual_seed(0)
+    targets = torch.rand(4, 3, 16, 24, generator=g)
+    preds = (targets + 0.1 * torch.randn(4, 3, 16, 24, generator=g)).clamp(0, 1)
+    preds[2] = targets[2]  # one perfect image: inf, as psnr says
+    preds[3] = (targets[3] * 0.5).clamp(0, 1)  # a darker one: a much lower PSNR
+    batch = metrics.psnr_batch(preds, targets)
+    assert batch.shape == (4,)
+    expected = [metrics.psnr(p, t) for p, t in zip(preds, targets)]
+    assert math.isinf(batch[2].item()) and math.isinf(expected[2])
+    for i in (0, 1, 3):
+        assert batch[i].item() == pytest.approx(expected[i], rel=1e-6)
+    assert metrics.psnr_batch(preds[0], targets[0]).item() == pytest.approx(expected[0], rel=1e-6)
+
+
+def test_psnr_batch_refuses_other_shapes_and_normalised_images() -> None:
+    a = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.psnr_batch(a, a[:1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.psnr_batch(a * 2 - 1, a)

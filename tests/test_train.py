@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from itertools import islice
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,7 +19,8 @@ from torch.utils.data import Dataset
 
 from expolib import cli
 from expolib.config import get_budget
-from expolib.models import load_generator
+from expolib.imageio import ImageLoadError
+from expolib.models import UNetConfig, UNetGenerator, load_generator, save_generator
 from expolib.train import (
     CheckpointError,
     GemmConvTranspose2d,
@@ -27,6 +29,8 @@ from expolib.train import (
     TrainConfig,
     Trainer,
     TrainingDiverged,
+    endless,
+    fit_reconstruction,
     load_checkpoint,
     lr_factor,
     use_gemm_transposed_convolutions,
@@ -49,11 +53,11 @@ class TinyPairs(Dataset):
     offset drawn from torch's global generator (like augmentation), optionally with traps."""
 
     def __init__(self, n: int = 12, size: int = 32, seed: int = 0, nan_at: Optional[int] = None,
-                 interrupt_at: Optional[int] = None) -> None:
+                 interrupt_at: Optional[int] = None, fail_at: Optional[int] = None) -> None:
         g = torch.Generator().manual_seed(seed)
         coarse = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1  # smooth photos-to-be: upsampled 4x4 noise
         self.targets = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
-        self.nan_at, self.interrupt_at, self.calls = nan_at, interrupt_at, 0
+        self.nan_at, self.interrupt_at, self.fail_at, self.calls = nan_at, interrupt_at, fail_at, 0
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -62,6 +66,8 @@ class TinyPairs(Dataset):
         self.calls += 1
         if self.interrupt_at is not None and self.calls == self.interrupt_at:
             raise KeyboardInterrupt  # as if Ctrl-C arrived while loading data
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise ImageLoadError(f"photo_{index}.jpg: cannot decode (truncated file)")  # one corrupt photo
         target = self.targets[index]
         x = (0.5 * target - 0.3 + 0.1 * torch.rand(())).clamp(-1, 1)
         if self.nan_at is not None and self.calls >= self.nan_at:
@@ -216,8 +222,9 @@ def test_fit_writes_checkpoints_history_and_grids(tmp_path: Path) -> None:
     config = tiny_config(tmp_path)
     history = Trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
     run = Path(config.out_dir)
-    expected = {"last.pt", "best.pt", "history.jsonl", "val_epoch_001.png", "val_epoch_002.png"}
+    expected = {"last.pt", "best.pt", "history.jsonl", "val_epoch_001.jpg", "val_epoch_002.jpg"}
     assert expected <= set(os.listdir(run))
+    assert (run / "val_epoch_001.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG, not a large PNG
     assert not [p for p in os.listdir(run) if p.endswith(".tmp")]  # no temporary file left behind
     assert len(history.batches) == 2 * 3 and len(history.epochs) == 2  # 12 pairs / batch 4 = 3 steps
     assert [r["step"] for r in history.batches] == list(range(1, 7))
@@ -229,14 +236,38 @@ def test_fit_writes_checkpoints_history_and_grids(tmp_path: Path) -> None:
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (2, 0, 6)
 
 
+def test_validation_psnr_is_the_metrics_psnr_of_each_image(tmp_path: Path) -> None:
+    from expolib.metrics import psnr
+    from expolib.transforms import denormalize
+
+    pairs = TinyPairs(4, seed=1)
+    val_set = [pairs[i] for i in range(4)]  # fixed items (TinyPairs draws a new offset on every read)
+    trainer = Trainer(tiny_config(tmp_path, batch_size=3), TinyPairs(), val_set)  # batches of 3 and 1
+    result = trainer.validate()
+    scores = []
+    for item in val_set:
+        out = trainer.model.correct(item["input"].unsqueeze(0))[0]
+        scores.append(psnr(denormalize(out), denormalize(item["target"])))
+    assert result["val_psnr"] == pytest.approx(sum(scores) / len(scores), rel=1e-5)
+
+
 def test_history_file_round_trips_without_a_validation_set(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, epochs=1)
     history = Trainer(config, TinyPairs()).fit()
     assert math.isnan(history.epochs[0]["val_l1"])
+    assert '"val_l1": null' in (Path(config.out_dir) / "history.jsonl").read_text()  # NaN is not JSON
     loaded = History.load(Path(config.out_dir) / "history.jsonl")
     assert same_numbers(loaded.epochs, history.epochs) and loaded.batches == history.batches
-    assert not (Path(config.out_dir) / "val_epoch_001.png").exists()  # no validation set, no grid
+    val_l1 = loaded.column("val_l1", per="epoch")  # what a plot of the run reads
+    assert len(val_l1) == 1 and math.isnan(val_l1[0])
+    assert not list(Path(config.out_dir).glob("val_epoch_*"))  # no validation set, no grid
     assert (Path(config.out_dir) / "best.pt").is_file()  # best by training L1
+
+
+def test_history_columns_read_json_null_as_nan() -> None:
+    history = History.from_dict({"epochs": [{"val_l1": None}, {"val_l1": 0.25}]})
+    values = history.column("val_l1", per="epoch")
+    assert math.isnan(values[0]) and values[1] == 0.25
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
@@ -270,16 +301,74 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     config = tiny_config(tmp_path)
     trainer = Trainer(config, TinyPairs(nan_at=3 * 4 + 1))  # the first batch of epoch 2 has NaN inputs
+    written: list[bytes] = []  # last.pt as each save left it, read before any later step runs
+    save = trainer.save_checkpoint
+
+    def save_and_read(best: bool = False) -> Optional[Path]:
+        path = save(best)
+        written.append(trainer.last_path.read_bytes())
+        return path
+
+    trainer.save_checkpoint = save_and_read  # type: ignore[method-assign]
     with pytest.raises(TrainingDiverged, match="epoch 2, step 1"):
         trainer.fit()
-    saved = trainer.last_path.read_bytes()
+    assert len(written) == 1  # the end of epoch 1, and nothing after the divergence
+    assert trainer.last_path.read_bytes() == written[0]
     state = load_checkpoint(trainer.last_path)
     assert (state["epoch"], state["global_step"]) == (1, 3)
-    # the networks were not updated with the NaN: they still equal the checkpoint
+    # the discriminator's loss was NaN, checked before either update: both networks equal the checkpoint
     for name, tensor in trainer.generator.state_dict().items():
         assert torch.equal(tensor, state["generator"][name]), name
-    assert all(torch.isfinite(p).all() for p in trainer.discriminator.parameters())
-    assert trainer.last_path.read_bytes() == saved
+    for name, tensor in trainer.discriminator.state_dict().items():
+        assert torch.equal(tensor, state["discriminator"][name]), name
+
+
+def test_a_non_finite_generator_loss_comes_after_the_discriminators_step(tmp_path: Path) -> None:
+    # What TrainingDiverged documents: G's loss needs the updated D, so D has stepped; G has not, and
+    # the normalisation statistics of both are put back.
+    torch.manual_seed(0)
+    model = Pix2Pix(tiny_config(tmp_path, lambda_l1=math.inf), "cpu")  # G's loss is inf, D's is finite
+    g_before = copy.deepcopy(model.generator.state_dict())
+    d_before = copy.deepcopy(model.discriminator.state_dict())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with pytest.raises(TrainingDiverged, match="generator"):
+        model.train_step(x, x.flip(-1))
+    assert all(torch.equal(t, g_before[k]) for k, t in model.generator.state_dict().items())
+    d_after = model.discriminator.state_dict()
+    buffers = {name for name, _ in model.discriminator.named_buffers()}
+    assert all(torch.equal(d_after[k], d_before[k]) for k in buffers)
+    assert not all(torch.equal(d_after[k], d_before[k]) for k in d_after if k not in buffers)
+
+
+def test_an_error_between_steps_saves_the_steps_done_and_resumes_exactly(tmp_path: Path) -> None:
+    straight = Trainer(tiny_config(tmp_path / "a"), TinyPairs())
+    straight.fit()
+
+    config = tiny_config(tmp_path / "b")
+    broken = Trainer(config, TinyPairs(fail_at=4 * 4 + 2))  # a corrupt photo in the 5th batch
+    with pytest.raises(ImageLoadError, match="photo_"):
+        broken.fit()
+    state = load_checkpoint(broken.last_path)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 4)  # no step lost
+    resumed = Trainer(config, TinyPairs())  # the photo repaired
+    resumed.fit(resume=True)
+    assert_same_state(straight, resumed)
+
+
+def test_an_error_inside_an_update_keeps_the_last_checkpoint(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(tmp_path, epochs=2, steps_per_epoch=1)
+    trainer = Trainer(config, TinyPairs())
+    trainer.fit(max_steps=1)  # one epoch done: last.pt at global step 1
+    before = trainer.last_path.read_bytes()
+
+    def out_of_memory(*args: Any) -> None:
+        raise RuntimeError("out of memory")  # as if the GPU ran out halfway through the step
+
+    monkeypatch.setattr(trainer.model, "_step", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.fit()
+    assert trainer.last_path.read_bytes() == before
 
 
 def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
@@ -302,6 +391,58 @@ def test_resume_refuses_a_checkpoint_of_other_networks(tmp_path: Path) -> None:
     wider = Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1, ngf=8), TinyPairs())
     with pytest.raises(CheckpointError, match="ngf"):
         wider.fit(resume=True)
+
+
+@pytest.mark.parametrize("change", [{"batch_size": 2}, {"image_size": 64}, {"steps_per_epoch": 3}])
+def test_resume_refuses_other_data_settings(tmp_path: Path, change: dict[str, Any]) -> None:
+    # a step's position in the epoch means other pairs with another batch size, crop or epoch length
+    config = tiny_config(tmp_path, epochs=2, steps_per_epoch=2)
+    Trainer(config, TinyPairs()).fit(max_steps=3)  # stops inside the second epoch
+    other = Trainer(tiny_config(tmp_path, epochs=2, **{"steps_per_epoch": 2, **change}), TinyPairs())
+    with pytest.raises(CheckpointError, match=f"last.pt.*{next(iter(change))}"):
+        other.fit(resume=True)
+    longer = Trainer(tiny_config(tmp_path, epochs=3, steps_per_epoch=2), TinyPairs())
+    longer.fit(resume=True)  # more epochs is fine
+    assert longer.global_step == 6
+
+
+def test_resume_inside_an_epoch_is_exact_with_dataloader_workers(tmp_path: Path) -> None:
+    # each pair's augmentation comes from (seed, epoch, index), not from whichever worker loads it
+    straight = Trainer(tiny_config(tmp_path / "a", num_workers=2), TinyPairs())
+    straight.fit()
+    config = tiny_config(tmp_path / "b", num_workers=2)
+    Trainer(config, TinyPairs()).fit(max_steps=4)  # stops inside the second epoch
+    resumed = Trainer(config, TinyPairs())
+    resumed.fit(resume=True)
+    assert_same_state(straight, resumed)
+
+
+def test_endless_cycles_and_refuses_an_empty_loader() -> None:
+    assert list(islice(endless([1, 2, 3]), 7)) == [1, 2, 3, 1, 2, 3, 1]
+    with pytest.raises(ValueError, match="no batches"):
+        next(endless([]))
+
+
+def test_fit_reconstruction_lowers_the_chosen_loss_on_a_fixed_batch() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
+    batch = {"input": x, "target": 0.5 * x + 0.2}  # darker and brighter at once: learnable per pixel
+
+    def fresh() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+
+    curves = {}
+    for loss, fn in (("l1", torch.nn.functional.l1_loss), ("l2", torch.nn.functional.mse_loss)):
+        model = fresh()
+        with torch.no_grad():
+            first = fn(model(batch["input"]), batch["target"]).item()  # the loss before any step
+        curves[loss] = fit_reconstruction(model, [batch], steps=30, lr=1e-2, loss=loss, progress=False)
+        assert len(curves[loss]) == 30 and curves[loss][0] == pytest.approx(first, rel=1e-6)
+        assert curves[loss][-1] < 0.5 * curves[loss][0], curves[loss]
+    assert curves["l1"][0] != pytest.approx(curves["l2"][0])  # the loss asked for is the one used
+    with pytest.raises(ValueError, match="l1"):
+        fit_reconstruction(fresh(), [batch], steps=1, lr=1e-3, loss="huber")
 
 
 def test_export_ships_the_generator(tmp_path: Path) -> None:
@@ -340,7 +481,61 @@ def test_tiny_training_from_the_command_line(tmp_path: Path) -> None:
     state = load_checkpoint(out / "last.pt")
     assert state["global_step"] == 2 and state["config"]["lr"] == 1e-4 and state["config"]["ngf"] == 4
     assert load_generator(export).config.ngf == 4
-    assert (out / "val_epoch_001.png").is_file()
+    assert (out / "val_epoch_001.jpg").is_file()
+
+
+def test_export_half_writes_a_smaller_generator_that_loads(tmp_path: Path) -> None:
+    out, export = tmp_path / "run", tmp_path / "g16.safetensors"
+    assert cli.main(["train", *TINY_CLI, "--max-steps", "1", "--out", str(out), "--export", str(export),
+                     "--export-half"]) == 0
+    trained = UNetGenerator(UNetConfig(ngf=4, depth=4))
+    trained.load_state_dict(load_checkpoint(out / "last.pt")["generator"])
+    full = save_generator(trained, tmp_path / "g32.safetensors")  # the same weights in float32
+    assert export.stat().st_size < 0.6 * full.stat().st_size
+    half, single = load_generator(export), load_generator(full)
+    for (name, a), b in zip(half.state_dict().items(), single.state_dict().values()):
+        assert a.dtype == b.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
+    assert cli.main(["train", *TINY_CLI, "--out", str(out), "--export-half"]) == 2  # needs --export
+
+
+def _stderr_after(command: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    status = cli.main(command)
+    return status, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_a_corrupt_photo_during_training_is_one_line_and_exit_2(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    inputs, targets = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    targets.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(4):
+        photo = (torch.rand(40, 40, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(photo).save(inputs / f"p{i}.png")
+        Image.fromarray(photo).save(targets / f"p{i}.png")
+    (targets / "p2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)  # a corrupt file
+    out = tmp_path / "run"
+    status, lines = _stderr_after(["train", *TINY_CLI, "--pairs", str(inputs), str(targets),
+                                   "--out", str(out)], capsys)
+    assert status == 2
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and "p2.png" in errors[0], lines
+    assert not any("Traceback" in line for line in lines)
+    assert (out / "last.pt").is_file()  # the steps before the corrupt photo were saved
+
+
+def test_a_corrupt_checkpoint_on_the_command_line_is_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(tmp_path / "run"), "--resume", str(bad)],
+                                  capsys)
+    assert status == 2 and lines[-1].startswith("error:") and "bad.pt" in lines[-1]
+    status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(tmp_path / "run"),
+                                   "--resume", str(tmp_path / "missing.pt")], capsys)
+    assert status == 2 and lines[-1].startswith("error:") and "missing.pt" in lines[-1]
 
 
 @pytest.mark.slow
