@@ -3,7 +3,6 @@ against a count by hand of every convolution the step runs)."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 import torch
@@ -14,12 +13,7 @@ from expolib.bench import bench_step, matmul_peak, native_bf16, networks, run_be
 from expolib.train import Pix2Pix, TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread (conftest.py)
 
 
 def test_bench_quick_prints_every_field(capsys: pytest.CaptureFixture[str]) -> None:
