@@ -37,8 +37,6 @@ EVS: tuple[float, ...] = (EV_UNDER_1_5, EV_UNDER_1, EV_NORMAL, EV_OVER_1, EV_OVE
 
 KNEE = 0.5  # linear light where the highlight roll-off starts; below it the tone curve is the identity
 WHITE = 2.0  # scene linear light that the tone curve maps to 1.0; anything brighter clips
-# Exponent of the shoulder, chosen so the slope is 1 at the knee (no visible kink).
-_SHOULDER_POWER = (WHITE - KNEE) / (1.0 - KNEE)
 
 EV0_TOLERANCE_FLOAT = 1e-5  # max |render_exposure(x, 0) - x| for float images
 EV0_TOLERANCE_UINT8 = 1  # max difference in code values for uint8 images
@@ -67,25 +65,35 @@ def linear_to_srgb(y: A) -> A:
     return _where(y <= 0.0031308, y * 12.92, 1.055 * y ** (1 / 2.4) - 0.055)
 
 
-def tone_curve(y: A) -> A:
+def tone_curve(y: A, knee: float = KNEE, white: float = WHITE) -> A:
     """Camera-like tone curve: scene linear light (>= 0) to display linear light in [0, 1].
 
-    Identity up to :data:`KNEE`; above it a shoulder ``1 - (1 - KNEE) * (1 - t)**p`` with
-    ``t = (y - KNEE) / (WHITE - KNEE)`` that meets the identity with slope 1, reaches 1 at
-    :data:`WHITE` with slope 0, and clips beyond.
+    Identity up to ``knee``; above it a shoulder ``1 - (1 - knee) * (1 - t)**p`` with
+    ``t = (y - knee) / (white - knee)`` and ``p = (white - knee) / (1 - knee)``, which meets the identity
+    with slope 1, reaches 1 at ``white`` with slope 0, and clips beyond. The defaults are the book's
+    camera (:data:`KNEE`, :data:`WHITE`); :mod:`expolib.camera` draws other knees and whites.
     """
+    _check_shoulder(knee, white)
+    power = (white - knee) / (1.0 - knee)
     y = y.clamp(min=0.0) if isinstance(y, torch.Tensor) else np.maximum(y, 0.0)
-    t = _clip((y - KNEE) / (WHITE - KNEE), 0.0, 1.0)
-    shoulder = 1.0 - (1.0 - KNEE) * (1.0 - t) ** _SHOULDER_POWER
-    return _where(y <= KNEE, y, shoulder)
+    t = _clip((y - knee) / (white - knee), 0.0, 1.0)
+    shoulder = 1.0 - (1.0 - knee) * (1.0 - t) ** power
+    return _where(y <= knee, y, shoulder)
 
 
-def inverse_tone_curve(d: A) -> A:
-    """Undo :func:`tone_curve`: display linear light in [0, 1] back to scene light in [0, WHITE]."""
+def inverse_tone_curve(d: A, knee: float = KNEE, white: float = WHITE) -> A:
+    """Undo :func:`tone_curve`: display linear light in [0, 1] back to scene light in [0, ``white``]."""
+    _check_shoulder(knee, white)
+    power = (white - knee) / (1.0 - knee)
     d = _clip(d, 0.0, 1.0)
-    s = _clip((1.0 - d) / (1.0 - KNEE), 0.0, 1.0)
-    scene = KNEE + (WHITE - KNEE) * (1.0 - s ** (1.0 / _SHOULDER_POWER))
-    return _where(d <= KNEE, d, scene)
+    s = _clip((1.0 - d) / (1.0 - knee), 0.0, 1.0)
+    scene = knee + (white - knee) * (1.0 - s ** (1.0 / power))
+    return _where(d <= knee, d, scene)
+
+
+def _check_shoulder(knee: float, white: float) -> None:
+    if not (0.0 < knee < 1.0 < white):
+        raise ValueError(f"the tone curve needs 0 < knee < 1 < white, got knee={knee}, white={white}")
 
 
 def _shot_noise(y: A, noise: float, seed: Optional[int]) -> A:

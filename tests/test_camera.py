@@ -1,0 +1,88 @@
+"""The randomized camera: repeatable under a seed, brighter with EV, EV 0 unchanged, held-out response."""
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, PLAIN_CAMERA, Camera, CameraFamily, jpeg_roundtrip
+from expolib.exposure import render_exposure, tone_curve
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    image = skdata.chelsea()[::4, ::4]  # (75, 113, 3)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+def test_plain_camera_is_render_exposure(photo: torch.Tensor) -> None:
+    for ev in (-1.5, -1.0, 1.0, 1.5):
+        torch.testing.assert_close(PLAIN_CAMERA.render(photo, ev), render_exposure(photo, ev))
+
+
+def test_tone_curve_defaults_unchanged() -> None:
+    y = torch.linspace(0, 3, 50)
+    torch.testing.assert_close(tone_curve(y), tone_curve(y, 0.5, 2.0))
+    assert not torch.allclose(tone_curve(y, 0.3, 2.5), tone_curve(y))
+
+
+@pytest.mark.parametrize("camera", [HELD_OUT_CAMERA, Camera(knee=0.35, white=2.8, gamma=1.2)])
+def test_response_round_trip(camera: Camera) -> None:
+    display = torch.linspace(0, 1, 101)
+    torch.testing.assert_close(camera.to_display(camera.to_scene(display)), display, atol=1e-5, rtol=0)
+
+
+def test_family_is_repeatable_under_a_seed(photo: torch.Tensor) -> None:
+    first = DEFAULT_FAMILY.render(photo, torch.Generator().manual_seed(7))
+    again = DEFAULT_FAMILY.render(photo, torch.Generator().manual_seed(7))
+    other = DEFAULT_FAMILY.render(photo, torch.Generator().manual_seed(8))
+    assert first[1] == again[1] and first[2] == again[2]
+    torch.testing.assert_close(first[0], again[0], atol=0, rtol=0)
+    assert first[2] != other[2]
+
+
+def test_brightness_rises_with_ev_for_every_camera(photo: torch.Tensor) -> None:
+    generator = torch.Generator().manual_seed(0)
+    family = DEFAULT_FAMILY.with_changes(jpeg_p=0.0)
+    for _ in range(6):
+        camera = family.sample(generator)
+        means = [float(camera.render(photo, ev, torch.Generator().manual_seed(1)).mean())
+                 for ev in (-2.0, -1.0, 0.0, 1.0, 2.0)]
+        assert means == sorted(means) and means[0] < means[-1] - 0.2, (camera, means)
+    means = [float(HELD_OUT_CAMERA.render(photo, ev).mean()) for ev in (-1.5, -1.0, 0.0, 1.0, 1.5)]
+    assert means == sorted(means)
+
+
+def test_ev0_returns_the_photo_and_family_draws_ev0(photo: torch.Tensor) -> None:
+    camera = DEFAULT_FAMILY.sample(torch.Generator().manual_seed(3))
+    assert torch.equal(camera.render(photo, 0.0), photo)
+    evs = [DEFAULT_FAMILY.sample_ev(torch.Generator().manual_seed(s)) for s in range(400)]
+    zero = sum(ev == 0.0 for ev in evs) / len(evs)
+    assert 0.1 < zero < 0.3
+    others = [ev for ev in evs if ev != 0.0]
+    assert min(others) < -1.6 and max(others) > 1.6 and all(-2.0 <= ev <= 2.0 for ev in others)
+
+
+def test_held_out_response_differs_from_the_training_family(photo: torch.Tensor) -> None:
+    plain = PLAIN_CAMERA.render(photo, -1.5)
+    held_out = HELD_OUT_CAMERA.render(photo, -1.5)
+    assert float((plain - held_out).abs().mean()) > 0.01
+
+
+def test_jpeg_and_noise_change_the_input(photo: torch.Tensor) -> None:
+    noisy = Camera(shot_noise=0.05, read_noise=0.01).render(photo, -1.0, torch.Generator().manual_seed(0))
+    clean = PLAIN_CAMERA.render(photo, -1.0)
+    assert 0.003 < float((noisy - clean).abs().mean()) < 0.1
+    jpeg = jpeg_roundtrip(photo, 50)
+    assert jpeg.shape == photo.shape and 0 < float((jpeg - photo).abs().mean()) < 0.05
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="response"):
+        Camera(response="film")
+    with pytest.raises(ValueError, match="knee"):
+        Camera(knee=1.2)
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        Camera(jpeg_quality=0)
+    with pytest.raises(ValueError):
+        CameraFamily().sample(torch.Generator()).render(torch.zeros(1, 8, 8), -1.0)
