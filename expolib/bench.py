@@ -1,28 +1,59 @@
-"""``python -m expolib bench``: how fast one training step is, and how close to the machine's limit.
+"""Every benchmark of expolib: how fast a training step is, how fast pairs arrive, how fast and how
+lean full-resolution correction is.
 
-For each network configuration (pix2pix's defaults and the book's small one) and batch size, it
-times :meth:`expolib.train.Pix2Pix.train_step` on random pairs, counts the step's floating-point
-operations with ``torch.utils.flop_counter.FlopCounterMode`` (the three discriminator forwards, the
-two discriminator backwards and the generator's forward and backward), and compares the achieved
-rate with the machine's matrix-multiply peak, which it measures itself with a large ``torch.mm`` at
-the same precision. It also reports how many training pairs per second the data pipeline delivers.
+- :func:`run_bench` (``python -m expolib bench``): for each network configuration (pix2pix's defaults
+  and the book's small one) and batch size, it times :meth:`expolib.pix2pix.Pix2Pix.train_step` on
+  random pairs, counts the step's floating-point operations with
+  ``torch.utils.flop_counter.FlopCounterMode`` (the three discriminator forwards, the two
+  discriminator backwards and the generator's forward and backward), and compares the achieved rate
+  with the machine's matrix-multiply peak, which it measures itself with a large ``torch.mm`` at the
+  same precision. It also reports how many training pairs per second the data pipeline delivers
+  (:func:`benchmark_pipeline`).
+- :func:`benchmark_fullres` (``python -m expolib correct --benchmark``): time and peak memory of
+  both correction modes of :func:`expolib.infer.correct` on a large synthetic photo, and
+  :func:`compare_modes`, their PSNR on the embedded test photos.
+
+Results come back as numbers; a line of text per result goes to ``out`` when one is given.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
+import math
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from expolib.config import get_budget, seed_everything
-from expolib.train import AUTO, Pix2Pix, TrainConfig, native_bf16, parse_switch
+from expolib.corrector import Corrector
+from expolib.infer import MODES, correct
+from expolib.pix2pix import Pix2Pix, device_defaults, native_bf16
+from expolib.pretrained import load_model, model_source
+from expolib.trainconfig import TrainConfig
+
+Out = Optional[Callable[[str], Any]]
+
+
+def _say(out: Out, line: str) -> None:
+    if out is not None:
+        out(line)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The training step
+
 
 PRECISIONS = ("fp32", "bf16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -86,7 +117,7 @@ def matmul_peak(precision: str = "fp32", device: torch.device | str = "cpu", qui
         a = torch.randn(side, side, device=device).to(dtype)
         b = torch.randn(side, side, device=device).to(dtype)
         torch.mm(a, b)  # warm-up (library initialisation, memory)
-        seconds, _ = _best_time(lambda: torch.mm(a, b), device, repeats=2 if quick else 3)
+        seconds, _ = _best_time(lambda a=a, b=b: torch.mm(a, b), device, repeats=2 if quick else 3)
         best_rate = max(best_rate, 2 * side**3 / seconds / 1e9)
         if side >= limit or seconds * 8 > budget:  # the next size takes 8 times as long
             break
@@ -134,15 +165,15 @@ def bench_step(net: BenchNetwork, batch: int, device: torch.device, precision: s
 def run_bench(devices: Optional[list[str]] = None, precision: str = "fp32",
               batch_sizes: tuple[int, ...] = (1, 4), quick: bool = False, repeats: Optional[int] = None,
               pipeline_seconds: Optional[float] = None, channels_last: Optional[bool] = None,
-              gemm_convolutions: Optional[bool] = None, out: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Run the whole benchmark, print a table with ``out`` as it goes, and return the numbers."""
+              gemm_convolutions: Optional[bool] = None, out: Out = None) -> dict[str, Any]:
+    """Run the whole benchmark and return the numbers; ``out`` (e.g. ``print``) gets a table as it goes."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     repeats = repeats if repeats is not None else (1 if quick else 3)
     results: dict[str, Any] = {"precision": precision, "devices": {}}
-    out(f"expolib bench: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+    _say(out, f"expolib bench: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} CPU threads, precision {precision}")
     for name in devices:
         device = torch.device(name)
@@ -153,19 +184,20 @@ def run_bench(devices: Optional[list[str]] = None, precision: str = "fp32",
         peaks = {p: matmul_peak(p, device, quick=quick) for p in PRECISIONS}
         peak = peaks[precision]
         native = native_bf16(device)
-        out(f"\n{name}: {label}; matmul peak " + ", ".join(
+        _say(out, f"\n{name}: {label}; matmul peak " + ", ".join(
             f"{p} {v['gflops']:.1f} GFLOP/s (n={int(v['side'])})" for p, v in peaks.items())
             + ("" if native else " (bf16 emulated: no native support)"))
         results["devices"][name] = {"label": label, "peaks": {p: v["gflops"] for p, v in peaks.items()},
                                     "peak_gflops": peak["gflops"], "steps": []}
         if precision == "bf16" and not native:
-            out("training steps in bf16 skipped: emulated bf16 would be far slower than fp32 here")
+            _say(out, "training steps in bf16 skipped: emulated bf16 would be far slower than fp32 here")
             continue
-        cl = channels_last if channels_last is not None else device.type == "cuda"
-        gemm = gemm_convolutions if gemm_convolutions is not None else device.type == "cpu"
-        out(f"training step, {precision}: channels-last {'on' if cl else 'off'}, "
+        auto = TrainConfig(amp=precision == "bf16", channels_last=channels_last,
+                           gemm_convolutions=gemm_convolutions, device=name)
+        _, cl, gemm = device_defaults(auto, device)  # what the trainer would choose
+        _say(out, f"training step, {precision}: channels-last {'on' if cl else 'off'}, "
             f"GEMM transposed convolutions {'on' if gemm else 'off'}")
-        out(f"{'network':<10}{'size':>6}{'batch':>6}{'ms/image':>10}{'(median)':>10}{'images/s':>10}"
+        _say(out, f"{'network':<10}{'size':>6}{'batch':>6}{'ms/image':>10}{'(median)':>10}{'images/s':>10}"
             f"{'GFLOP/step':>12}{'GFLOP/s':>9}{'of peak':>9}")
         rows = []
         for net in networks(quick):
@@ -174,82 +206,221 @@ def run_bench(devices: Optional[list[str]] = None, precision: str = "fp32",
                 row.update(network=net.name, image_size=float(net.image_size),
                            peak_fraction=row["gflops"] / peak["gflops"])
                 rows.append(row)
-                out(f"{net.name:<10}{net.image_size:>6}{batch:>6}{row['ms_per_image']:>10.1f}"
+                _say(out, f"{net.name:<10}{net.image_size:>6}{batch:>6}{row['ms_per_image']:>10.1f}"
                     f"{row['ms_per_image_median']:>10.1f}{row['images_per_second']:>10.2f}"
                     f"{row['gflop_per_step']:>12.1f}{row['gflops']:>9.1f}{row['peak_fraction']:>9.0%}")
         results["devices"][name]["steps"] = rows
-
-    from expolib.data import benchmark_pipeline
 
     size = get_budget("quick").image_size if quick else 256
     seconds = pipeline_seconds if pipeline_seconds is not None else (0.5 if quick else 3.0)
     pipe = benchmark_pipeline(size=size, seconds=seconds)
     results["pipeline"] = pipe
-    out(f"\ndata pipeline (EmbeddedPairs, {size}x{size} crops, augmented, one thread): "
+    _say(out, f"\ndata pipeline (EmbeddedPairs, {size}x{size} crops, augmented, one thread): "
         f"{pipe['pairs_per_second']:.1f} pairs/s ({pipe['ms_per_pair']:.1f} ms per pair)")
     return results
 
 
-def _auto(value: Any) -> Optional[bool]:
-    return None if value is AUTO else value
+# ----------------------------------------------------------------------------------------------------
+# The data pipeline
 
 
-def _batch_sizes(text: str) -> tuple[int, ...]:
+def benchmark_pipeline(size: int = 256, seconds: float = 5.0) -> dict[str, float]:
+    """Training pairs per second that :class:`EmbeddedPairs` with augmentation delivers on one CPU thread.
+
+    Returns ``{"pairs_per_second", "pairs", "seconds", "size", "ms_per_pair"}``; the thread count is
+    restored afterwards.
+    """
+    from expolib.data import EmbeddedPairs, _embedded_tensor
+
+    dataset = EmbeddedPairs("train", size=size, augment=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        sizes = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        message = f"expected comma-separated integers such as 1,4; got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
-    return sizes
+        order = torch.randperm(len(dataset)).tolist()
+        for name in {photo for _scene, photo in dataset.photos}:  # decode the photos before timing
+            _embedded_tensor(name, dataset.max_side)
+        pairs, start = 0, time.perf_counter()
+        while True:
+            dataset[order[pairs % len(order)]]
+            pairs += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "pairs_per_second": pairs / elapsed,
+        "pairs": float(pairs),
+        "seconds": elapsed,
+        "size": float(size),
+        "ms_per_pair": 1000.0 * elapsed / pairs,
+    }
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``python -m expolib bench``."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="time a training step and the data pipeline on this machine",
-        description=(
-            "Time one pix2pix training step (D update on the detached fake, G update through the frozen D) "
-            "for pix2pix's default networks (ngf=ndf=64, depth 8, 256x256) and the book's configuration "
-            "(ngf=ndf=16, depth 7, 128x128), on the CPU and on the GPU when there is one. Reports ms per "
-            "image, images per second, the FLOPs of one step, the achieved GFLOP/s and its fraction of the "
-            "matrix-multiply peak that the command measures at the same precision, and the data "
-            "pipeline's pairs per second."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny network, one repetition, short measurements (seconds; for tests)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32, or bf16 (autocast; skipped on devices without native bf16)")
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 4), metavar="N[,N...]",
-                        help="batch sizes to time")
-    parser.add_argument("--device", action="append", default=None, metavar="DEVICE",
-                        help="device to time (repeat for several; default: cpu, and cuda when present)")
-    parser.add_argument("--channels-last", type=parse_switch, default=None, metavar="on|off|auto",
-                        help="channels-last memory format (auto: as the trainer chooses, on for CUDA)")
-    parser.add_argument("--gemm-convolutions", type=parse_switch, default=None, metavar="on|off|auto",
-                        help="small transposed convolutions as matrix products (auto: as the trainer "
-                             "chooses, on for the CPU)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed steps per measurement (default 3; 1 with --quick)")
-    parser.set_defaults(func=_run_cli)
+# ----------------------------------------------------------------------------------------------------
+# Full-resolution correction
 
 
-def _run_cli(args: argparse.Namespace) -> int:
+def synthetic_photo(megapixels: float, ev: float = -1.0) -> np.ndarray:
+    """A test photo of about ``megapixels`` (4:3): the embedded cat, rendered at ``ev`` and enlarged."""
+    from skimage import data as skdata
+
+    from expolib.exposure import render_exposure
+
+    base = render_exposure(skdata.chelsea(), ev)
+    width = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
+    height = int(round(width * 3 / 4))
+    return np.array(Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def _memory_kib() -> tuple[int, int]:
+    """(current, peak) resident memory of this process in KiB.
+
+    Linux reports both in /proc/self/status (VmRSS, VmHWM); elsewhere only the peak is known
+    (``ru_maxrss``), and it stands in for both.
+    """
     try:
-        run_bench(devices=args.device, precision=args.precision, batch_sizes=args.batch_sizes,
-                  quick=args.quick, repeats=args.repeats, channels_last=_auto(args.channels_last),
-                  gemm_convolutions=_auto(args.gemm_convolutions), out=lambda line: print(line, flush=True))
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        lines = Path("/proc/self/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+    except (OSError, KeyError, ValueError):
+        peak = _maxrss_kib()
+        return peak, peak
+
+
+def _maxrss_kib() -> int:
+    """The process's peak resident size in KiB from ``ru_maxrss``, which is in bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux and the BSDs
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def _reset_peak_memory() -> None:
+    """Restart the peak-memory count from the current size (Linux: write 5 to /proc/self/clear_refs).
+
+    Importing torch alone briefly peaks higher than correcting a small photo, so without a reset the
+    peak would say nothing about the correction. Where the reset is not possible, nothing happens.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _benchmark_worker(
+    modes: Sequence[str], megapixels: float, weights: Optional[str], working_side: int
+) -> list[dict[str, Any]]:
+    """Time each mode's correction of one photo in this process and measure how far the resident
+    memory rose above its size before that correction (the peak count restarts for every mode)."""
+    import gc
+
+    model, source = load_model(weights), model_source(weights)
+    photo = synthetic_photo(megapixels)
+    results = []
+    for mode in modes:
+        # Warm-up on a corner: the first call of each operator pays one-off setup costs.
+        correct(model, photo[:64, :64], mode=mode, working_side=min(64, working_side))
+        gc.collect()
+        _reset_peak_memory()
+        before, _ = _memory_kib()
+        start = time.perf_counter()
+        correct(model, photo, mode=mode, working_side=working_side)
+        seconds = time.perf_counter() - start
+        _, peak = _memory_kib()
+        results.append({
+            "mode": mode, "megapixels": photo.shape[0] * photo.shape[1] / 1e6,
+            "size": f"{photo.shape[1]}x{photo.shape[0]}", "seconds": seconds, "peak_mib": peak / 1024,
+            "extra_peak_mib": max(0, peak - before) / 1024, "model": source,
+            "threads": torch.get_num_threads(),
+        })
+    return results
+
+
+def compare_modes(
+    model: Corrector, pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, working_side: int = 256
+) -> dict[str, float]:
+    """Mean PSNR against the ground truth of guided and direct correction over (input, target) uint8 pairs."""
+    from expolib.metrics import psnr  # a heavy import (colour science), only when measuring
+
+    scores: dict[str, list[float]] = {m: [] for m in MODES}
+    for source, target in pairs:
+        for m in MODES:
+            scores[m].append(psnr(correct(model, source, mode=m, working_side=working_side), target))
+    means = {m: float(np.mean(v)) for m, v in scores.items()}
+    means["difference"] = means["guided"] - means["direct"]
+    return means
+
+
+def embedded_test_pairs(max_side: Optional[int] = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, ground truth) uint8 pairs of the embedded test photos at every EV (native size by default)."""
+    from expolib.data import EmbeddedPairs
+    from expolib.imageio import to_uint8_image
+
+    dataset = EmbeddedPairs(split="test", size=None, augment=False, max_side=max_side)
+    return [
+        (to_uint8_image(item["input"], normalized=True), to_uint8_image(item["target"], normalized=True))
+        for item in dataset
+    ]
+
+
+def benchmark_fullres(
+    megapixels: float = 12.0,
+    *,
+    weights: Optional[Union[str, Path]] = None,
+    working_side: int = 512,
+    modes: Sequence[str] = MODES,
+    psnr_working_side: int = 256,
+    measure_psnr: bool = True,
+    verbose: bool = True,
+    out: Out = None,
+) -> dict[str, Any]:
+    """Time and peak memory of each mode on a ``megapixels`` photo (CPU), and the PSNR difference.
+
+    The measurement runs in a fresh Python process, so that nothing of the caller's counts. Memory is
+    the process's resident size (which, unlike ``tracemalloc``, counts what torch allocates): its peak
+    during the correction (``peak_mib``) and how far that rose above the size just before it
+    (``extra_peak_mib``, the model and the photo being already loaded). The PSNR of both modes is measured
+    on the embedded test photos at every EV (native size, guided at ``psnr_working_side``) unless
+    ``measure_psnr`` is False. Returns ``{"modes": {mode: {...}}, "psnr": {...}}``; with ``verbose``,
+    ``out`` (e.g. ``print``) also gets one line per result.
+    """
+    results: dict[str, Any] = {"modes": {}}
+    # With a resettable peak (Linux) one process measures every mode; elsewhere the peak only grows,
+    # so each mode needs a process of its own.
+    groups = [list(modes)] if Path("/proc/self/clear_refs").exists() else [[m] for m in modes]
+    for group in groups:
+        code = (
+            "import json\nfrom expolib.bench import _benchmark_worker\n"
+            f"print(json.dumps(_benchmark_worker({group!r}, {float(megapixels)!r}, "
+            f"{None if weights is None else str(weights)!r}, {int(working_side)})))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"benchmark of {', '.join(group)} failed:\n{done.stderr.strip()}")
+        for r in json.loads(done.stdout.strip().splitlines()[-1]):
+            results["modes"][r["mode"]] = r
+            if verbose:
+                _say(out,
+                    f"{r['mode']:>6}: {r['size']} ({r['megapixels']:.1f} MP) in {r['seconds']:.2f} s, "
+                    f"peak memory {r['peak_mib']:.0f} MiB "
+                    f"(+{r['extra_peak_mib']:.0f} MiB for the correction), "
+                    f"{r['threads']} threads, {r['model']}"
+                )
+    if not measure_psnr:
+        return results
+    model = load_model(weights)
+    results["psnr"] = compare_modes(model, embedded_test_pairs(), working_side=psnr_working_side)
+    if verbose:
+        p = results["psnr"]
+        _say(out,
+            f"PSNR on the embedded test photos (guided at {psnr_working_side} px): "
+            f"guided {p['guided']:.2f} dB, "
+            f"direct {p['direct']:.2f} dB, difference {p['difference']:+.2f} dB"
+        )
+    return results
 
 
 __all__ = [
-    "BenchNetwork", "add_cli", "bench_step", "matmul_peak", "native_bf16", "networks", "run_bench",
-    "step_flops",
+    "BenchNetwork", "bench_step", "benchmark_fullres", "benchmark_pipeline", "compare_modes",
+    "embedded_test_pairs", "matmul_peak", "native_bf16", "networks", "run_bench", "step_flops",
+    "synthetic_photo",
 ]

@@ -3,28 +3,23 @@
 :func:`evaluate` runs any corrector (a generator, a baseline, the identity) over a dataset of pairs, one
 photo at a time, and returns an :class:`EvaluationTable`: the metrics of every item, their means per
 EV level and overall. :func:`compare` puts several tables side by side for one metric.
-The command line ``python -m expolib evaluate`` does this for the shipped model and every baseline.
+The command line ``python -m expolib evaluate`` (:mod:`expolib.cli.evaluate`) does this for the shipped
+model and every baseline. Correctors follow :mod:`expolib.corrector`.
 """
 
 from __future__ import annotations
 
-import argparse
 import html
 import math
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
-import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from expolib.corrector import Corrector, run_corrector
 from expolib.metrics import HIGHER_IS_BETTER, METRICS, delta_e00, psnr, ssim
 from expolib.transforms import denormalize
-
-Corrector = Callable[[torch.Tensor], torch.Tensor]
 
 METRIC_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓"}
 OVERALL = "all"
@@ -174,35 +169,6 @@ def compare(tables: Mapping[str, EvaluationTable] | Sequence[EvaluationTable], m
     return Table(header, rows, title=METRIC_LABELS[metric], digits=2 if metric != "ssim" else 3)
 
 
-def _corrector_device(corrector: Corrector) -> torch.device:
-    if isinstance(corrector, nn.Module):
-        for tensor in (*corrector.parameters(), *corrector.buffers()):
-            return tensor.device
-    return torch.device("cpu")
-
-
-def run_corrector(corrector: Corrector, image: torch.Tensor) -> torch.Tensor:
-    """Correct one normalised image ``(3, H, W)``: batch of one, no gradients, eval mode (restored after).
-
-    Returns the corrected image ``(3, H, W)`` in [-1, 1] on the CPU.
-    """
-    was_training = isinstance(corrector, nn.Module) and corrector.training
-    if isinstance(corrector, nn.Module):
-        corrector.eval()
-    try:
-        with torch.no_grad():
-            output = corrector(image.unsqueeze(0).to(_corrector_device(corrector)))
-    finally:
-        if was_training:
-            assert isinstance(corrector, nn.Module)
-            corrector.train()
-    if output.shape[1:] != image.shape:
-        raise ValueError(
-            f"the corrector changed the image shape from {tuple(image.shape)} to {tuple(output.shape[1:])}"
-        )
-    return output[0].float().cpu().clamp(-1.0, 1.0)
-
-
 def evaluate(
     corrector: Corrector,
     dataset: Iterable[Mapping[str, Any]],
@@ -246,87 +212,4 @@ def evaluate_many(
     return {name: evaluate(c, dataset, name=name, **kwargs) for name, c in correctors.items()}
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def _test_dataset(args: argparse.Namespace) -> Any:
-    from expolib import data
-    from expolib.config import get_budget
-
-    side = args.side or get_budget().eval_side
-    if args.msec:
-        root = Path(args.msec)
-        return data.MSECPairs(root, split="test", expert=args.expert, size=None, augment=False, max_side=side)
-    return data.EmbeddedPairs(split="test", size=None, augment=False, max_side=side)
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    """The ``evaluate`` command; a missing or unreadable file, or a bad option, is one line on stderr
-    and exit status 2."""
-    from expolib.data import DatasetLayoutError
-    from expolib.models import ModelFileError
-
-    try:
-        return _evaluate_command(args)
-    except (FileNotFoundError, ModelFileError, DatasetLayoutError, ValueError) as error:
-        # ModelFileError, DatasetLayoutError and ImageLoadError are ValueErrors; named for the reader.
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"evaluate: {message}", file=sys.stderr)
-        return 2
-
-
-def _evaluate_command(args: argparse.Namespace) -> int:
-    from expolib.baselines import BASELINES
-    from expolib.models import load_generator
-    from expolib.pretrained import PRETRAINED_PATH
-
-    dataset = _test_dataset(args)
-    weights = Path(args.weights) if args.weights else PRETRAINED_PATH
-    correctors: dict[str, Corrector] = {}
-    if not args.no_model:
-        correctors["model"] = load_generator(weights, device=args.device or "cpu")
-    names = list(BASELINES) if args.baselines == "all" else [n for n in args.baselines.split(",") if n]
-    for n in names:
-        if n not in BASELINES:
-            print(f"unknown baseline {n!r}; choose from {', '.join(BASELINES)}")
-            return 2
-        correctors[n] = BASELINES[n]().eval()
-    if not correctors:
-        print("nothing to evaluate: give a model or at least one baseline")
-        return 2
-    tables = evaluate_many(correctors, dataset, max_items=args.max_items, progress=not args.quiet)
-    source = f"MSEC test set at {args.msec}" if args.msec else "the embedded test photos"
-    print(f"Evaluated on {source} ({tables[next(iter(tables))].count()} items)"
-          + (f"; model weights: {weights}" if not args.no_model else ""))
-    for metric in METRICS:
-        print()
-        print(compare(tables, metric).to_markdown())
-    return 0
-
-
-def add_cli(subparsers: Any) -> None:
-    """Add ``evaluate``: the shipped model (or ``--weights``) and the baselines on the test photos."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="measure PSNR, SSIM and colour difference per EV for the model and the baselines",
-        description="Evaluate the shipped generator (or --weights) and the classical baselines on the "
-        "embedded test photos (or the MSEC test set with --msec) and print one table per metric.",
-    )
-    p.add_argument(
-        "--weights", help="a generator saved with expolib.models.save_generator (default: the shipped one)"
-    )
-    p.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")
-    p.add_argument("--expert", default="c", help="MSEC expert whose retouch is the ground truth (default c)")
-    p.add_argument(
-        "--side", type=int, default=None,
-        help="long side of the evaluated photos (default: the budget's eval_side)",
-    )
-    p.add_argument("--baselines", default="all", help="comma-separated baseline names, 'all' (default) or ''")
-    p.add_argument("--no-model", action="store_true", help="evaluate the baselines only")
-    p.add_argument("--max-items", type=int, default=None, help="stop after this many pairs")
-    p.add_argument("--device", default=None, help="where the model runs (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_evaluate)
-
-
-__all__ = ["EvaluationTable", "Table", "compare", "evaluate", "evaluate_many", "run_corrector", "add_cli"]
+__all__ = ["EvaluationTable", "Table", "compare", "evaluate", "evaluate_many"]

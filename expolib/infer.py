@@ -17,31 +17,22 @@ The full-resolution pass works in bands of rows (``tile_rows``) so memory stays 
 seams: every band samples the same global low-resolution coefficient map at the same coordinates, so a
 band computes exactly what the whole image would.
 
-The command line ``python -m expolib correct`` corrects files and folders; :func:`benchmark_fullres`
-measures time and peak memory of both modes on a 12-megapixel photo.
+The command line ``python -m expolib correct`` (:mod:`expolib.cli.correct`) corrects files and folders;
+:func:`expolib.bench.benchmark_fullres` measures time and peak memory of both modes on a 12-megapixel
+photo.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import resource
-import subprocess
-import sys
-import time
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
-from expolib.evaluation import Corrector, run_corrector
-from expolib.imageio import DEFAULT_MAX_PIXELS, to_uint8_image
+from expolib.corrector import Corrector, run_corrector
+from expolib.imageio import to_uint8_image
 from expolib.transforms import denormalize, normalize, to_tensor01
 
 MODES = ("guided", "direct")
@@ -62,7 +53,7 @@ def run_network(model: Corrector, image: torch.Tensor) -> torch.Tensor:
     """Apply a corrector to ``(1, 3, H, W)`` in [0, 1]; [0, 1] out, on the CPU.
 
     The network works in [-1, 1]: this maps the photo there and back around
-    :func:`expolib.evaluation.run_corrector` (no gradients, eval mode restored after).
+    :func:`expolib.corrector.run_corrector` (no gradients, eval mode restored after).
     """
     return denormalize(run_corrector(model, normalize(image[0]))).unsqueeze(0)
 
@@ -193,296 +184,5 @@ def correct(
     return guided_upsample(coeffs, photo, tile_rows=tile_rows)
 
 
-# ------------------------------------------------------------------------------------- benchmark
-
-
-def synthetic_photo(megapixels: float, ev: float = -1.0) -> np.ndarray:
-    """A test photo of about ``megapixels`` (4:3): the embedded cat, rendered at ``ev`` and enlarged."""
-    from skimage import data as skdata
-
-    from expolib.exposure import render_exposure
-
-    base = render_exposure(skdata.chelsea(), ev)
-    width = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
-    height = int(round(width * 3 / 4))
-    return np.array(Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC))
-
-
-def _load_model(weights: Optional[Union[str, Path]], device: str = "cpu") -> tuple[nn.Module, str]:
-    """The generator from ``weights``, or the shipped one; an untrained standard one when neither exists."""
-    from expolib.models import generator_from_budget, load_generator
-    from expolib.pretrained import PRETRAINED_PATH
-
-    if weights is not None:
-        return load_generator(weights, device=device), str(weights)
-    if PRETRAINED_PATH.is_file():
-        return load_generator(PRETRAINED_PATH, device=device), "shipped weights"
-    from expolib.config import get_budget
-
-    return generator_from_budget(get_budget("standard")).to(device).eval(), "untrained standard generator"
-
-
-def _memory_kib() -> tuple[int, int]:
-    """(current, peak) resident memory of this process in KiB.
-
-    Linux reports both in /proc/self/status (VmRSS, VmHWM); elsewhere only the peak is known
-    (``ru_maxrss``), and it stands in for both.
-    """
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-        fields = dict(line.split(":", 1) for line in lines if ":" in line)
-        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
-    except (OSError, KeyError, ValueError):
-        peak = _maxrss_kib()
-        return peak, peak
-
-
-def _maxrss_kib() -> int:
-    """The process's peak resident size in KiB from ``ru_maxrss``, which is in bytes on macOS."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux and the BSDs
-    return peak // 1024 if sys.platform == "darwin" else peak
-
-
-def _reset_peak_memory() -> None:
-    """Restart the peak-memory count from the current size (Linux: write 5 to /proc/self/clear_refs).
-
-    Importing torch alone briefly peaks higher than correcting a small photo, so without a reset the
-    peak would say nothing about the correction. Where the reset is not possible, nothing happens.
-    """
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _benchmark_worker(
-    modes: Sequence[str], megapixels: float, weights: Optional[str], working_side: int
-) -> list[dict[str, Any]]:
-    """Time each mode's correction of one photo in this process and measure how far the resident
-    memory rose above its size before that correction (the peak count restarts for every mode)."""
-    import gc
-
-    model, source = _load_model(weights)
-    photo = synthetic_photo(megapixels)
-    results = []
-    for mode in modes:
-        # Warm-up on a corner: the first call of each operator pays one-off setup costs.
-        correct(model, photo[:64, :64], mode=mode, working_side=min(64, working_side))
-        gc.collect()
-        _reset_peak_memory()
-        before, _ = _memory_kib()
-        start = time.perf_counter()
-        correct(model, photo, mode=mode, working_side=working_side)
-        seconds = time.perf_counter() - start
-        _, peak = _memory_kib()
-        results.append({
-            "mode": mode, "megapixels": photo.shape[0] * photo.shape[1] / 1e6,
-            "size": f"{photo.shape[1]}x{photo.shape[0]}", "seconds": seconds, "peak_mib": peak / 1024,
-            "extra_peak_mib": max(0, peak - before) / 1024, "model": source,
-            "threads": torch.get_num_threads(),
-        })
-    return results
-
-
-def compare_modes(
-    model: Corrector, pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, working_side: int = 256
-) -> dict[str, float]:
-    """Mean PSNR against the ground truth of guided and direct correction over (input, target) uint8 pairs."""
-    from expolib.metrics import psnr
-
-    scores: dict[str, list[float]] = {m: [] for m in MODES}
-    for source, target in pairs:
-        for m in MODES:
-            scores[m].append(psnr(correct(model, source, mode=m, working_side=working_side), target))
-    means = {m: float(np.mean(v)) for m, v in scores.items()}
-    means["difference"] = means["guided"] - means["direct"]
-    return means
-
-
-def embedded_test_pairs(max_side: Optional[int] = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(input, ground truth) uint8 pairs of the embedded test photos at every EV (native size by default)."""
-    from expolib.data import EmbeddedPairs
-    from expolib.imageio import to_uint8_image
-
-    dataset = EmbeddedPairs(split="test", size=None, augment=False, max_side=max_side)
-    return [
-        (to_uint8_image(item["input"], normalized=True), to_uint8_image(item["target"], normalized=True))
-        for item in dataset
-    ]
-
-
-def benchmark_fullres(
-    megapixels: float = 12.0,
-    *,
-    weights: Optional[Union[str, Path]] = None,
-    working_side: int = 512,
-    modes: Sequence[str] = MODES,
-    psnr_working_side: int = 256,
-    measure_psnr: bool = True,
-    verbose: bool = True,
-) -> dict[str, Any]:
-    """Time and peak memory of each mode on a ``megapixels`` photo (CPU), and the PSNR difference.
-
-    The measurement runs in a fresh Python process, so that nothing of the caller's counts. Memory is
-    the process's resident size (which, unlike ``tracemalloc``, counts what torch allocates): its peak
-    during the correction (``peak_mib``) and how far that rose above the size just before it
-    (``extra_peak_mib``, the model and the photo being already loaded). The PSNR of both modes is measured
-    on the embedded test photos at every EV (native size, guided at ``psnr_working_side``) unless
-    ``measure_psnr`` is False. Returns ``{"modes": {mode: {...}}, "psnr": {...}}``.
-    """
-    results: dict[str, Any] = {"modes": {}}
-    # With a resettable peak (Linux) one process measures every mode; elsewhere the peak only grows,
-    # so each mode needs a process of its own.
-    groups = [list(modes)] if Path("/proc/self/clear_refs").exists() else [[m] for m in modes]
-    for group in groups:
-        code = (
-            "import json\nfrom expolib.infer import _benchmark_worker\n"
-            f"print(json.dumps(_benchmark_worker({group!r}, {float(megapixels)!r}, "
-            f"{None if weights is None else str(weights)!r}, {int(working_side)})))"
-        )
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"benchmark of {', '.join(group)} failed:\n{done.stderr.strip()}")
-        for r in json.loads(done.stdout.strip().splitlines()[-1]):
-            results["modes"][r["mode"]] = r
-            if verbose:
-                print(
-                    f"{r['mode']:>6}: {r['size']} ({r['megapixels']:.1f} MP) in {r['seconds']:.2f} s, "
-                    f"peak memory {r['peak_mib']:.0f} MiB "
-                    f"(+{r['extra_peak_mib']:.0f} MiB for the correction), "
-                    f"{r['threads']} threads, {r['model']}"
-                )
-    if not measure_psnr:
-        return results
-    model, _ = _load_model(weights)
-    results["psnr"] = compare_modes(model, embedded_test_pairs(), working_side=psnr_working_side)
-    if verbose:
-        p = results["psnr"]
-        print(
-            f"PSNR on the embedded test photos (guided at {psnr_working_side} px): "
-            f"guided {p['guided']:.2f} dB, "
-            f"direct {p['direct']:.2f} dB, difference {p['difference']:+.2f} dB"
-        )
-    return results
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def _collect(inputs: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, path relative to the output folder) for every input; problems found while listing.
-
-    Folders are listed with :func:`expolib.data.list_images`: image extensions only, hidden files (such
-    as macOS's ``._IMG.jpg`` companions) skipped.
-    """
-    from expolib.data import list_images
-
-    found: list[tuple[Path, Path]] = []
-    problems: list[str] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            files = list_images(path, recursive=recursive)
-            if not files:
-                hint = "" if recursive else " (try --recursive)"
-                problems.append(f"skipped {path}: no photos in this folder{hint}")
-            found.extend((f, f.relative_to(path)) for f in files)
-        elif path.exists():
-            found.append((path, Path(path.name)))
-        else:
-            problems.append(f"skipped {path}: no such file or folder")
-    return found, problems
-
-
-def _run_correct(args: argparse.Namespace) -> int:
-    from expolib.imageio import load_image, save_image
-
-    if args.benchmark:
-        benchmark_fullres(args.megapixels, weights=args.weights, working_side=args.working_side)
-        return 0
-    if not args.inputs or args.out is None:
-        print("correct needs at least one input and --out DIR (or --benchmark)")
-        return 2
-    if args.max_pixels < 1:
-        print(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
-        return 2
-    out_dir = Path(args.out)
-    files, problems = _collect(args.inputs, args.recursive)
-    for line in problems:
-        print(line)
-    if not files:
-        return 1
-    from expolib.models import load_generator
-    from expolib.pretrained import load_pretrained
-
-    try:
-        if args.weights:
-            model = load_generator(args.weights, device=args.device)
-        else:
-            model = load_pretrained(args.device)
-    except (FileNotFoundError, ValueError) as error:  # ModelFileError is a ValueError
-        print(f"cannot load the generator: {error}")
-        return 1
-    inputs = {f.resolve() for f, _ in files}
-    written: dict[Path, Path] = {}
-    failed = len(problems)
-    for path, relative in files:
-        target = out_dir / relative
-        resolved = target.resolve()
-        if resolved in inputs:
-            print(f"skipped {path}: the output {target} would overwrite an input; choose another --out")
-            failed += 1
-            continue
-        if resolved in written:
-            print(f"skipped {path}: {written[resolved]} already writes {target}")
-            failed += 1
-            continue
-        try:
-            photo = load_image(path, max_pixels=args.max_pixels)
-            fixed = correct(model, photo, mode=args.mode, working_side=args.working_side)
-            save_image(fixed, target)
-        except (ValueError, OSError, RuntimeError) as error:  # ImageLoadError is a ValueError
-            reason = str(error).replace("\n", " ")
-            prefix = f"{path}: "
-            if reason.startswith(prefix):  # load_image's messages already name the file
-                reason = reason[len(prefix):]
-            print(f"skipped {path}: {reason}")
-            failed += 1
-            continue
-        written[resolved] = path
-        if not args.quiet:
-            print(f"wrote {target}")
-    return 1 if failed else 0
-
-
-def add_cli(subparsers: Any) -> None:
-    """Add ``correct``: fix the exposure of photos or folders of photos, at full resolution."""
-    p = subparsers.add_parser(
-        "correct",
-        help="correct the exposure of photos (files or folders) at full resolution",
-        description="Correct photos with the shipped generator (or --weights) and write them, under the "
-        "same names, into --out. Inputs are never overwritten; a file that cannot be read is reported "
-        "and skipped. Exit status 1 when anything was skipped.",
-    )
-    p.add_argument("inputs", nargs="*", metavar="IN", help="photos or folders of photos")
-    p.add_argument("--out", metavar="DIR", help="folder for the corrected photos")
-    p.add_argument("--mode", choices=MODES, default="guided", help="guided (default, fast) or direct")
-    p.add_argument("--weights", help="a generator saved with expolib.models.save_generator")
-    p.add_argument("--working-side", type=int, default=512, help="long side the network sees in guided mode")
-    p.add_argument("--recursive", action="store_true", help="also correct photos in sub-folders")
-    p.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="report only problems")
-    p.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-        help=f"refuse photos with more pixels than this (default {DEFAULT_MAX_PIXELS:,}, Pillow's "
-        "decompression-bomb limit)",
-    )
-    p.add_argument("--benchmark", action="store_true", help="time both modes on a synthetic photo instead")
-    p.add_argument(
-        "--megapixels", type=float, default=12.0, help="size of the --benchmark photo (default 12)"
-    )
-    p.set_defaults(func=_run_correct)
-
-
-__all__ = ["MODES", "add_cli", "apply_affine", "benchmark_fullres", "compare_modes", "correct",
-           "fit_local_affine", "guided_upsample", "synthetic_photo"]
+__all__ = ["MODES", "apply_affine", "correct", "downsample", "fit_local_affine", "guided_upsample",
+           "run_network", "working_size"]

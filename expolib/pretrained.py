@@ -1,12 +1,14 @@
-"""The generator that ships with expolib, trained in the book's standard configuration.
+"""Which generator runs: the one that ships with expolib, or a file you name; never an untrained one.
 
-Its training recipe and measured scores are in ``expolib/weights/MODEL_CARD.md``, next to the weights.
+The shipped generator was trained in the book's standard configuration; its training recipe and
+measured scores are in ``expolib/weights/MODEL_CARD.md``, next to the weights. :func:`load_model` is
+the one rule that ``correct``, ``evaluate`` and the benchmarks follow.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -36,3 +38,26 @@ def load_pretrained(device: Union[str, torch.device] = "cpu") -> UNetGenerator:
             "expolib.models.load_generator(path)"
         )
     return load_generator(PRETRAINED_PATH, device=device)
+
+
+def load_model(weights: Optional[Union[str, Path]] = None,
+               device: Union[str, torch.device] = "cpu") -> UNetGenerator:
+    """The generator to run, in eval mode on ``device``: the file ``weights`` (written by
+    :func:`expolib.models.save_generator`) when given, else the shipped one.
+
+    A missing file is ``FileNotFoundError`` and an unreadable one
+    :class:`expolib.models.ModelFileError`, both naming the file; there is no fallback to an untrained
+    network, whose output would look like a result.
+    """
+    if weights is not None:
+        return load_generator(weights, device=device)
+    return load_pretrained(device)
+
+
+def model_source(weights: Optional[Union[str, Path]] = None) -> str:
+    """How :func:`load_model` describes where its generator came from."""
+    return str(weights) if weights is not None else "shipped weights"
+
+
+__all__ = ["MODEL_CARD_PATH", "PRETRAINED_PATH", "load_model", "load_pretrained", "model_source",
+           "pretrained_available"]

@@ -3,15 +3,14 @@ against a count by hand of every convolution the step runs)."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
 
 from expolib import cli
 from expolib.bench import bench_step, matmul_peak, native_bf16, networks, run_bench, step_flops
-from expolib.train import Pix2Pix, TrainConfig
-
+from expolib.pix2pix import Pix2Pix
+from expolib.trainconfig import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread (conftest.py)
 

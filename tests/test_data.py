@@ -11,24 +11,26 @@ import pytest
 import torch
 from PIL import Image
 
+from expolib.bench import benchmark_pipeline
 from expolib.data import (
     EMBEDDED_PHOTOS,
     EMBEDDED_SPLIT,
-    MSEC_ENV_VAR,
-    DatasetLayoutError,
     EmbeddedPairs,
-    MSECPairs,
-    PairFolder,
     PhotoFolderPairs,
-    benchmark_pipeline,
     embedded_photos,
-    find_msec,
     list_images,
     load_embedded_photo,
     make_loader,
-    parse_msec_name,
 )
 from expolib.exposure import EVS
+from expolib.filepairs import (
+    MSEC_ENV_VAR,
+    DatasetLayoutError,
+    MSECPairs,
+    PairFolder,
+    find_msec,
+    parse_msec_name,
+)
 from expolib.imageio import ImageLoadError
 from expolib.transforms import denormalize
 

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from expolib.baselines import Identity
-from expolib.evaluation import EvaluationTable, add_cli, compare, evaluate, run_corrector
+from expolib.cli.evaluate import add_cli
+from expolib.corrector import run_corrector
+from expolib.evaluation import EvaluationTable, compare, evaluate
 from expolib.metrics import METRICS
 
 EVS = (-1.0, 0.0, 1.0)
@@ -126,7 +128,7 @@ def test_pairs_of_unknown_exposure_form_one_group(tmp_path) -> None:
     import numpy as np
     from PIL import Image
 
-    from expolib.data import PairFolder
+    from expolib.filepairs import PairFolder
 
     rng = np.random.default_rng(0)
     for name in ("x", "y"):

@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-from expolib import pretrained
+from expolib import bench, pretrained
 from expolib.baselines import GlobalGamma, Identity
+from expolib.bench import benchmark_fullres
+from expolib.cli.correct import add_cli
 from expolib.exposure import render_exposure
-from expolib import infer
-from expolib.infer import add_cli, apply_affine, benchmark_fullres, correct, fit_local_affine
+from expolib.infer import apply_affine, correct, fit_local_affine
 from expolib.metrics import psnr
 from expolib.models import UNetConfig, UNetGenerator, save_generator
 
@@ -93,11 +94,11 @@ def test_direct_mode_needs_more_memory_than_guided_mode_for_a_large_photo(tmp_pa
 
 def test_peak_memory_from_getrusage_is_converted_from_bytes_on_macos(monkeypatch: pytest.MonkeyPatch) -> None:
     usage = type("Usage", (), {"ru_maxrss": 3 * 1024 * 1024 * 1024})()  # 3 GiB, in bytes as macOS reports
-    monkeypatch.setattr(infer.resource, "getrusage", lambda who: usage)
-    monkeypatch.setattr(infer.sys, "platform", "darwin")
-    assert infer._maxrss_kib() == 3 * 1024 * 1024
-    monkeypatch.setattr(infer.sys, "platform", "linux")  # Linux reports KiB already
-    assert infer._maxrss_kib() == 3 * 1024 * 1024 * 1024
+    monkeypatch.setattr(bench.resource, "getrusage", lambda who: usage)
+    monkeypatch.setattr(bench.sys, "platform", "darwin")
+    assert bench._maxrss_kib() == 3 * 1024 * 1024
+    monkeypatch.setattr(bench.sys, "platform", "linux")  # Linux reports KiB already
+    assert bench._maxrss_kib() == 3 * 1024 * 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------ the command
@@ -139,9 +140,9 @@ def test_correct_skips_a_bad_file_writes_the_others_and_fails(
     status = _cli(
         ["correct", str(folder), "--out", str(out), "--weights", str(weights), "--recursive", "--quiet"]
     )
-    printed = capsys.readouterr().out.strip().splitlines()
+    printed = capsys.readouterr().err.strip().splitlines()
     assert status == 1
-    assert len(printed) == 1 and printed[0].startswith(f"skipped {folder / 'broken.jpg'}: ")
+    assert len(printed) == 1 and printed[0].startswith(f"error: {folder / 'broken.jpg'}: ")
     assert printed[0].count("broken.jpg") == 1 and "not an image" in printed[0]
     assert sorted(_digest(out)) == ["a.png", "b.jpg", "trip/c.png"]  # names and sub-folders kept
     assert Image.open(out / "a.png").size == Image.open(folder / "a.png").size
@@ -159,7 +160,7 @@ def test_correct_succeeds_on_good_files_and_never_overwrites_an_input(
     assert sorted(_digest(tmp_path / "ok")) == ["a.png", "b.jpg"]
     capsys.readouterr()
     assert _cli(["correct", *good, "--out", str(folder), "--weights", str(weights)]) == 1
-    printed = capsys.readouterr().out.strip().splitlines()
+    printed = capsys.readouterr().err.strip().splitlines()
     assert len(printed) == 2 and all("would overwrite an input" in line for line in printed)
     assert _digest(folder) == before
 
@@ -175,7 +176,8 @@ def test_correct_ignores_hidden_files_such_as_macos_companions(
     out = tmp_path / "out"
     argv = ["correct", str(folder), "--out", str(out), "--weights", str(weights), "--recursive", "--quiet"]
     status = _cli(argv)
-    assert capsys.readouterr().out == ""
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
     assert status == 0
     assert sorted(_digest(out)) == ["a.png", "b.jpg", "trip/c.png"]
 
@@ -187,7 +189,7 @@ def test_correct_takes_a_pixel_limit_and_names_the_option(
     photo = str(folder / "a.png")  # 64 x 64 = 4,096 pixels
     base = ["correct", photo, "--out", str(tmp_path / "out"), "--weights", str(weights), "--quiet"]
     assert _cli([*base, "--max-pixels", "4000"]) == 1
-    printed = capsys.readouterr().out.strip().splitlines()
+    printed = capsys.readouterr().err.strip().splitlines()
     assert len(printed) == 1 and "4,096 pixels" in printed[0] and "--max-pixels" in printed[0]
     assert _cli([*base, "--max-pixels", "4096"]) == 0
     assert (tmp_path / "out" / "a.png").is_file()

@@ -18,23 +18,16 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from expolib import cli
+from expolib.checkpoint import CheckpointError, load_checkpoint
 from expolib.config import get_budget
+from expolib.history import History
 from expolib.imageio import ImageLoadError
+from expolib.layers import GemmConvTranspose2d, use_gemm_transposed_convolutions
+from expolib.loops import endless, fit_reconstruction
 from expolib.models import UNetConfig, UNetGenerator, load_generator, save_generator
-from expolib.train import (
-    CheckpointError,
-    GemmConvTranspose2d,
-    History,
-    Pix2Pix,
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
-    endless,
-    fit_reconstruction,
-    load_checkpoint,
-    lr_factor,
-    use_gemm_transposed_convolutions,
-)
+from expolib.pix2pix import Pix2Pix, TrainingDiverged
+from expolib.trainconfig import TrainConfig, lr_factor
+from expolib.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

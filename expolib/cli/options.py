@@ -1,0 +1,54 @@
+"""What several subcommands share in their options: on/off/auto switches, "all" counts, the parser."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Optional, Union
+
+
+class _Auto:
+    """What "auto" / "all" parse to on the command line: the TrainConfig value None (choose for me),
+    as opposed to an option left out (take the budget's value)."""
+
+    def __repr__(self) -> str:
+        return "auto"
+
+
+AUTO = _Auto()
+
+
+def parse_switch(text: str) -> Union[bool, _Auto]:
+    """Command-line on/off/auto (also true/false, yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value in ("auto", "none"):
+        return AUTO
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on, off or auto, got {text!r}")
+
+
+def optional_int(text: str) -> Union[int, _Auto]:
+    """A count, or "all" / "none" / "auto" for no limit."""
+    if text.strip().lower() in ("none", "all", "auto"):
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
+                description: str) -> argparse.ArgumentParser:
+    """A subcommand's parser whose help shows each option's default."""
+    return subparsers.add_parser(name, help=summary, description=description,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def auto_to_none(value: Any) -> Optional[Any]:
+    """``AUTO`` becomes None (the library's "choose for me"); other values stay."""
+    return None if value is AUTO else value
+
+
+__all__ = ["AUTO", "add_command", "auto_to_none", "optional_int", "parse_switch"]

@@ -1,0 +1,167 @@
+"""``python -m expolib train``: the command line over :class:`expolib.trainer.Trainer`."""
+
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Any, Optional
+
+from torch.utils.data import Dataset
+
+from expolib.checkpoint import CheckpointError
+from expolib.cli.errors import USAGE, UsageError, guarded, report_error
+from expolib.cli.options import AUTO, add_command, optional_int, parse_switch
+from expolib.config import get_budget
+from expolib.distributed import leave
+from expolib.losses import GAN_MODES
+from expolib.models import NORMS
+from expolib.pix2pix import TrainingDiverged
+from expolib.trainconfig import LR_POLICIES, TrainConfig
+from expolib.trainer import Trainer
+
+SUMMARY = "train the pix2pix GAN (embedded photos, MSEC or your own photos)"
+DESCRIPTION = (
+    "Train the U-Net generator and PatchGAN discriminator. Sizes and counts come from the budget "
+    "(--budget or $EXPOLIB_BUDGET); every setting below overrides it. Writes last.pt, best.pt, "
+    "history.jsonl and a validation grid per epoch to --out. Run the same command under "
+    "`torchrun --nproc_per_node N -m expolib train ...` for several GPUs or processes."
+)
+
+
+def _datasets(args: argparse.Namespace, config: TrainConfig) -> tuple[Dataset, Optional[Dataset]]:
+    """The training (and validation) pairs the command line asks for; the embedded photos by default."""
+    from expolib import data, filepairs
+
+    size = config.image_size
+    if args.msec is not None:
+        return (filepairs.MSECPairs(args.msec, split="train", size=size, augment=True),
+                filepairs.MSECPairs(args.msec, split="val", size=size, augment=False))
+    if args.photos is not None:
+        return data.PhotoFolderPairs(args.photos, size=size, augment=True, seed=config.seed), None
+    if args.pairs is not None:
+        inputs, targets = args.pairs
+        return filepairs.PairFolder(inputs, targets, size=size, augment=True, seed=config.seed), None
+    return (data.EmbeddedPairs("train", size=size, augment=True, seed=config.seed),
+            data.EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=config.seed))
+
+
+_HELP = {
+    "epochs": "passes over the training set", "batch_size": "pairs per step (per process)",
+    "image_size": "side of the square training crops", "lr": "Adam learning rate (pix2pix: 2e-4)",
+    "lambda_l1": "weight of the L1 term in G's loss (pix2pix: 100)",
+    "gan_mode": "adversarial loss: vanilla (BCE on logits) or lsgan (least squares)",
+    "ngf": "generator base width", "ndf": "discriminator base width", "depth": "U-Net levels",
+    "n_layers": "PatchGAN strided layers (3: 70x70 patches)", "norm": "normalisation layers",
+    "lr_policy": "linear: constant, then linear decay to 0; constant: never changes",
+    "decay_epochs": "epochs of linear decay at the end (default: half)",
+    "steps_per_epoch": "cap on steps per epoch ('all' for the whole set)",
+    "val_batches": "cap on validation batches per epoch ('all' for every one)",
+    "checkpoint_every": "also save last.pt every N steps (0: end of epochs only)",
+    "seed": "random seed (initialisation, data order, augmentation, dropout)",
+    "device": "cuda, cuda:N, mps or cpu (default: the best available)",
+    "amp": "mixed precision: on, off or auto (auto: on for CUDA)",
+    "channels_last": "channels-last memory format: on, off or auto (auto: on for CUDA)",
+    "gemm_convolutions": "compute small transposed convolutions as matrix products: on, off or auto "
+                         "(auto: on for the CPU, where it is faster)",
+    "compile": "compile the networks with torch.compile", "num_workers": "DataLoader worker processes",
+    "progress": "show a progress bar",
+}
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``python -m expolib train``."""
+    parser = add_command(subparsers, "train", SUMMARY, DESCRIPTION)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--msec", metavar="DIR",
+                        help="train on the MSEC dataset in DIR (its validation split validates)")
+    source.add_argument("--photos", metavar="DIR",
+                        help="train on pairs rendered from your well-exposed photos in DIR")
+    source.add_argument("--pairs", nargs=2, metavar=("INPUT_DIR", "TARGET_DIR"),
+                        help="train on ready-made pairs matched by file name")
+    parser.add_argument("--budget", choices=["quick", "standard", "full"], default=None,
+                        help="sizes and counts to start from (default: $EXPOLIB_BUDGET or standard)")
+    parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: runs/pix2pix)")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                        help="continue from DIR/last.pt (or from CHECKPOINT) if it exists")
+    parser.add_argument("--export", metavar="PATH", default=None,
+                        help="after training, save the generator to PATH (safetensors) for `expolib correct`")
+    parser.add_argument("--export-half", action="store_true",
+                        help="store the exported generator's weights as float16 (half the file size)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after N steps")
+    settings = parser.add_argument_group("training settings (default: from the budget, else pix2pix's)")
+    skip = {"out_dir"}
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"default": None, "help": _HELP.get(f.name, f.name)}
+        if f.name == "betas":
+            settings.add_argument(flag, type=float, nargs=2, metavar=("BETA1", "BETA2"),
+                                  help="Adam betas (pix2pix: 0.5 0.999)", default=None)
+            continue
+        if f.name in ("amp", "channels_last", "gemm_convolutions"):
+            kwargs.update(type=parse_switch, metavar="on|off|auto")
+        elif f.name in ("compile", "progress"):
+            kwargs.update(type=parse_switch, metavar="on|off")
+        elif f.name in ("steps_per_epoch", "val_batches", "decay_epochs"):
+            kwargs.update(type=optional_int, metavar="N")
+        elif f.name == "gan_mode":
+            kwargs.update(choices=GAN_MODES)
+        elif f.name == "lr_policy":
+            kwargs.update(choices=LR_POLICIES)
+        elif f.name == "norm":
+            kwargs.update(choices=NORMS)
+        elif f.type in ("int", int):
+            kwargs.update(type=int)
+        elif f.type in ("float", float):
+            kwargs.update(type=float)
+        settings.add_argument(flag, **kwargs)
+    parser.set_defaults(func=_run_cli)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the command line describes: the budget's, then every option given."""
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if f.name != "out_dir" and getattr(args, f.name, None) is not None}
+    overrides = {name: (None if value is AUTO else value) for name, value in overrides.items()}
+    if args.out is not None:
+        overrides["out_dir"] = args.out
+    return TrainConfig.from_budget(get_budget(args.budget), **overrides)
+
+
+@guarded
+def _run_cli(args: argparse.Namespace) -> int:
+    if args.export_half and not args.export:
+        raise UsageError("--export-half", "needs --export PATH")
+    config = config_from_args(args)  # bad settings, a missing folder, a dataset laid out wrongly: exit 2
+    train_set, val_set = _datasets(args, config)
+    trainer = Trainer(config, train_set, val_set)
+    main = trainer.process.main
+    if main:
+        print(f"training on {trainer.device} ({trainer.process.world_size} process(es)): "
+              f"{len(train_set)} training pairs, {trainer.steps_per_epoch} steps per epoch, "
+              f"output in {config.out_dir}", file=sys.stderr)
+    status = 0
+    try:
+        trainer.fit(resume=args.resume, max_steps=args.max_steps)
+        if args.export and main:
+            path = trainer.export_generator(args.export, half=args.export_half)
+            print(f"generator saved to {path}" + (" (float16)" if args.export_half else ""), file=sys.stderr)
+    except KeyboardInterrupt:
+        status = 130
+    except TrainingDiverged as error:
+        report_error(error)
+        status = 1
+    except (ValueError, OSError, CheckpointError) as error:
+        # a photo that cannot be read (ImageLoadError), a dataset laid out wrongly (DatasetLayoutError),
+        # a missing or unwritable file, a checkpoint that does not fit: the reader's to fix, no traceback
+        report_error(error)
+        status = USAGE
+    finally:
+        leave()
+    return status
+
+
+__all__ = ["add_cli", "config_from_args"]

@@ -1,0 +1,397 @@
+"""The training loop: batches in, checkpoints and a history out, on one process or many.
+
+- :class:`Trainer` feeds a :class:`expolib.pix2pix.Pix2Pix` batches on CUDA, MPS or the CPU, one
+  process or many (``torchrun``), logs a :class:`History`, validates, saves image grids and checkpoints
+  (``last.pt``, ``best.pt``), resumes where a run stopped, and stops with
+  :class:`expolib.pix2pix.TrainingDiverged` on a NaN loss.
+- :func:`validate`: L1 and PSNR on the validation set, and a grid of images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.utils import make_grid
+from tqdm.auto import tqdm
+
+from expolib.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    ResumableBatches,
+    atomic_save,
+    check_resumable,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from expolib.config import pick_device, seed_everything
+from expolib.distributed import gather, init_distributed, stop_agreed
+from expolib.history import BATCH_KEYS, History
+from expolib.imageio import to_uint8_image
+from expolib.metrics import psnr_batch
+from expolib.models import PatchDiscriminator, UNetGenerator, save_generator
+from expolib.pix2pix import Pix2Pix, TrainingDiverged
+from expolib.trainconfig import TrainConfig, lr_factor
+from expolib.transforms import denormalize
+
+PathLike = Union[str, os.PathLike]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation and the run's state
+
+
+def _write_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, path: Path) -> None:
+    """Inputs, outputs and targets in [-1, 1] (one row each, up to 8 columns) as a JPEG of quality 90."""
+    from PIL import Image
+
+    n = min(8, inputs.shape[0])
+    rows = [denormalize(t[:n].detach().float().cpu()).clamp(0.0, 1.0) for t in (inputs, outputs, targets)]
+    grid = make_grid(torch.cat(rows), nrow=n, padding=2)  # (3, H, W) in [0, 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8_image(grid)).save(path, format="JPEG", quality=90)
+
+
+@torch.no_grad()
+def validate(model: Pix2Pix, val_set: Optional[Dataset], config: TrainConfig,
+             save_grid: Optional[PathLike] = None) -> dict[str, float]:
+    """Mean L1 (in [-1, 1] units, like the training L1) and PSNR (dB, images in [0, 1]) of the
+    generator in eval mode on ``val_set``; optionally save a grid of the first batch to ``save_grid``."""
+    if val_set is None:
+        return {"val_l1": math.nan, "val_psnr": math.nan}
+    loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    l1_sum, psnr_sum, count = 0.0, 0.0, 0
+    for index, batch in enumerate(loader):
+        if config.val_batches is not None and index >= config.val_batches:
+            break
+        out = model.correct(batch["input"])  # (B, 3, H, W) in [-1, 1]
+        target = batch["target"].to(out.device)
+        l1_sum += (out - target).abs().mean(dim=(1, 2, 3)).sum().item()
+        # per image, in [0, 1] units; capped at 100 dB so that a perfect image keeps the mean finite
+        psnr_sum += psnr_batch(denormalize(out), denormalize(target)).clamp(max=100.0).sum().item()
+        count += out.shape[0]
+        if index == 0 and save_grid is not None:
+            _write_grid(batch["input"], out, batch["target"], Path(save_grid))
+    return {"val_l1": l1_sum / max(count, 1), "val_psnr": psnr_sum / max(count, 1)}
+
+
+@dataclass
+class RunState:
+    """Where a run stands, for the loop and for whatever stops it.
+
+    ``between_steps`` is False while the networks, optimisers and counters disagree (in the middle of
+    an update or of an epoch's bookkeeping): a checkpoint then would not resume correctly. ``rng`` holds
+    every random state at the last step boundary; ``stop_asked`` is set by Ctrl-C.
+    """
+
+    rng: dict[str, Any]
+    between_steps: bool = True
+    stop_asked: bool = False
+
+    def begin_update(self) -> None:
+        """From here on until :meth:`reach_boundary` a checkpoint would not resume correctly."""
+        self.between_steps = False
+
+    def reach_boundary(self, device: torch.device) -> None:
+        """Networks, optimisers and counters agree again: remember the random states of this moment."""
+        self.rng = rng_state(device)
+        self.between_steps = True
+
+
+def _epoch_line(row: dict[str, float], epochs: int, validated: bool) -> str:
+    """The one line a finished epoch reports."""
+    extra = f", val L1 {row['val_l1']:.4f}, val PSNR {row['val_psnr']:.2f} dB" if validated else ""
+    return (f"epoch {int(row['epoch']) + 1}/{epochs}: G L1 {row['g_l1']:.4f}, G adv {row['g_adv']:.3f}, "
+            f"D real {row['d_real']:.3f}, D fake {row['d_fake']:.3f}{extra}")
+
+
+@contextlib.contextmanager
+def _sigint_stops(state: RunState, report: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C: finish the step, save, stop. A second one interrupts at once."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if state.stop_asked:
+            raise KeyboardInterrupt
+        state.stop_asked = True
+        report("stopping after this step (Ctrl-C again to stop at once)")
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError):  # not allowed here (e.g. some embedded interpreters)
+            previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """Train a :class:`Pix2Pix` on ``train_set`` (items ``{"input", "target", ...}`` in [-1, 1]).
+
+    Writes to ``config.out_dir``: ``last.pt`` and ``best.pt`` (lowest validation L1, or training L1
+    without a validation set), ``history.jsonl``, ``val_epoch_NNN.jpg`` (inputs, outputs and targets of
+    the first validation batch, one row each; JPEG quality 90, to keep run folders small). Under
+    ``torchrun`` every process trains on its share of each epoch and only rank 0 writes files and
+    reports progress (a bar, and one line per epoch through ``report``: stderr by default).
+
+    Resuming is exact on the CPU: the data order depends only on (seed, epoch), each pair's
+    augmentation only on (seed, epoch, index), with or without DataLoader workers, and the checkpoint
+    holds every random state the step uses. That needs the same batch size, crop size and steps per
+    epoch (a checkpoint with others is refused), the same training set and the same number of
+    processes. On GPUs, whose kernels are not all bitwise reproducible, a resumed run matches an
+    uninterrupted one statistically.
+    """
+
+    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Optional[Dataset] = None,
+                 report: Optional[Callable[[str], None]] = None) -> None:
+        self.config, self.train_set, self.val_set = config, train_set, val_set
+        self.process = init_distributed(config.device)
+        self._report = report or (lambda message: tqdm.write(message, file=sys.stderr))
+        if self.process.world_size > 1 and torch.cuda.is_available() and config.device in (None, "cuda"):
+            device = torch.device("cuda", self.process.local_rank)
+        else:
+            device = pick_device(config.device)
+        # each process its own random stream (dropout, augmentation); DDP gives all of them rank 0's
+        # initial weights
+        seed_everything(config.seed + self.process.rank)
+        self.model = Pix2Pix(config, device, distributed=self.process.world_size > 1)
+        self.device = self.model.device
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.model.opt_g, lambda e: lr_factor(config, e))
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.model.opt_d, lambda e: lr_factor(config, e))
+        self.out_dir = Path(config.out_dir)
+        self.history = History()
+        self.epoch = 0  # the epoch in progress (== config.epochs when done)
+        self.step_in_epoch = 0  # steps of that epoch already done
+        self.global_step = 0
+        self.best = math.inf
+        self.batches = ResumableBatches(train_set, config, self.process.rank, self.process.world_size,
+                                        pin_memory=self.device.type == "cuda")
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self._written = (0, 0)  # history rows already in history.jsonl
+        self.state = RunState(rng=rng_state(self.device))
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    @property
+    def generator(self) -> UNetGenerator:
+        return self.model.generator
+
+    @property
+    def discriminator(self) -> PatchDiscriminator:
+        return self.model.discriminator
+
+    def _print(self, message: str) -> None:
+        if self.process.main:
+            self._report(message)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: tensors, numbers, strings and lists/dicts of them.
+        Under ``torchrun`` every process must call it (the random states are gathered)."""
+        return {
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "world_size": self.process.world_size,
+            **{key: part.state_dict() for key, part in self._parts().items()},
+            "scaler": self.model.scaler.state_dict(), "rng": gather(self.state.rng, self.process),
+            "history": self.history.to_dict(), "best": self.best,
+        }
+
+    def _parts(self) -> dict[str, Any]:
+        """What a checkpoint holds the state of, by key: networks, optimisers, schedulers."""
+        return {"generator": self.generator, "discriminator": self.discriminator, "opt_g": self.model.opt_g,
+                "opt_d": self.model.opt_d, "sched_g": self.sched_g, "sched_d": self.sched_d}
+
+    def save_checkpoint(self, best: bool = False) -> Optional[Path]:
+        """Write ``last.pt`` (and ``best.pt`` when ``best``) atomically; every process must call it,
+        only rank 0 writes. Returns the path written (None on other ranks)."""
+        state = self.state_dict()
+        if not self.process.main:
+            return None
+        atomic_save(state, self.last_path)
+        if best:
+            atomic_save(state, self.best_path)
+        self._written = self.history.write_jsonl(self.out_dir / "history.jsonl", self._written)
+        return self.last_path
+
+    def load_state_dict(self, state: dict[str, Any], source: PathLike = "checkpoint") -> None:
+        """Restore a :meth:`state_dict` (networks, optimisers, schedulers, scaler, position, RNG, history)."""
+        check_resumable(state, self.config, source)
+        try:
+            for key, part in self._parts().items():
+                part.load_state_dict(state[key])
+            if state["scaler"] and self.model.scaler.is_enabled():  # empty when saved without fp16
+                self.model.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(f"{source} does not fit this run: {error}") from error
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step, self.best = int(state["global_step"]), float(state["best"])
+        self.history = History.from_dict(state["history"])
+        rng = state["rng"]
+        if len(rng) != self.process.world_size:
+            self._print(f"note: {source} was written by {len(rng)} process(es), this run has "
+                        f"{self.process.world_size}: the random streams will differ from an "
+                        "uninterrupted run")
+        set_rng_state(rng[self.process.rank % len(rng)], self.device)
+        self.state.reach_boundary(self.device)
+        self._written = (0, 0)  # rewrite history.jsonl from the checkpoint's history
+
+    def export_generator(self, path: PathLike, half: bool = False) -> Path:
+        """Save the generator for shipping (safetensors with its configuration), see
+        :func:`expolib.models.save_generator`; ``half=True`` stores its floats as float16 (half the
+        size). Load it back with :func:`expolib.models.load_generator`."""
+        return save_generator(self.generator, path, half=half)
+
+    def validate(self, save_grid: Optional[PathLike] = None) -> dict[str, float]:
+        """Validation L1 and PSNR of the generator now, see :func:`validate`."""
+        return validate(self.model, self.val_set, self.config, save_grid)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def fit(self, resume: Union[bool, PathLike] = False, max_steps: Optional[int] = None) -> History:
+        """Train until ``config.epochs`` are done and return the :class:`History`.
+
+        ``resume=True`` continues from ``out_dir/last.pt`` when it exists (a fresh start otherwise);
+        a path resumes from that file. ``max_steps`` stops (with a checkpoint) after that many steps
+        in this call. Ctrl-C finishes the current step, saves ``last.pt`` and raises KeyboardInterrupt.
+        Any other error (a photo that cannot be read, a full disk, running out of memory) also saves
+        ``last.pt`` when it struck between two steps, so that no finished step is lost, and is then
+        raised again; an error in the middle of an update, or under ``torchrun``, keeps the last
+        checkpoint as it was. A NaN or infinite loss raises :class:`TrainingDiverged` and leaves the
+        checkpoints as they were; see there for what it leaves in memory.
+        """
+        if resume:
+            path = self.last_path if resume is True else Path(resume)
+            if path.is_file() or resume is not True:
+                self.load_state_dict(load_checkpoint(path), source=path)
+                self._print(f"resumed from {path} at epoch {self.epoch + 1}, step {self.step_in_epoch}")
+            else:
+                self._print(f"no checkpoint at {path}: starting a new run")
+        if self.process.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.state.stop_asked, self.state.between_steps = False, True
+        total = self.config.epochs * self.steps_per_epoch
+        bar = tqdm(total=total, initial=min(total, self.epoch * self.steps_per_epoch + self.step_in_epoch),
+                   desc="training", unit="step", disable=not (self.config.progress and self.process.main),
+                   dynamic_ncols=True)
+        try:
+            with _sigint_stops(self.state, self._print):
+                self._loop(bar, max_steps)
+        except TrainingDiverged:
+            raise  # the last good checkpoint must stay as it is
+        except (KeyboardInterrupt, Exception) as error:
+            self._save_after_stop(error)
+            raise
+        finally:
+            bar.close()
+        return self.history
+
+    def _save_after_stop(self, error: BaseException) -> None:
+        """Save ``last.pt`` after Ctrl-C or an unexpected error when the run is between two steps."""
+        interrupted = isinstance(error, KeyboardInterrupt)
+        what = "interrupted" if interrupted else f"{type(error).__name__}"
+        where = f"at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        if self.process.world_size > 1 and not interrupted:  # a checkpoint is a collective
+            self._print(f"{what} {where}: the last checkpoint was kept as it was")
+        elif not self.state.between_steps:
+            self._print(f"{what} {where}, in the middle of an update: the last checkpoint was kept as it was")
+        else:
+            try:
+                path = self.save_checkpoint()
+            except Exception as save_error:  # e.g. the disk is full: report it, raise the first error
+                self._print(f"{what} {where}; saving a checkpoint failed too: "
+                            f"{type(save_error).__name__}: {save_error}")
+                return
+            fix = "" if interrupted else "fix the cause, then "
+            self._print(f"{what} {where}: saved {path}; {fix}continue with fit(resume=True) or "
+                        "`python -m expolib train --resume`")
+
+    def _loop(self, bar: tqdm, max_steps: Optional[int]) -> None:
+        config, done = self.config, 0
+        self.model.train()
+        while self.epoch < config.epochs:
+            epoch, lr = self.epoch, self.model.opt_g.param_groups[0]["lr"]
+            batches = iter(self.batches.epoch(epoch, self.step_in_epoch))
+            epoch_start, epoch_steps = time.perf_counter(), 0
+            while self.step_in_epoch < self.steps_per_epoch:
+                if stop_agreed(self.state.stop_asked, self.process, self.device):
+                    raise KeyboardInterrupt
+                if max_steps is not None and done >= max_steps:
+                    self.save_checkpoint()
+                    self._print(f"stopped after {done} steps (max_steps) at epoch {epoch + 1}, "
+                                f"step {self.step_in_epoch}; saved {self.last_path}")
+                    return
+                batch = next(batches)
+                self.state.begin_update()
+                try:
+                    losses = self.model.train_step(batch["input"], batch["target"])
+                except TrainingDiverged as error:
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {epoch + 1}, step {self.step_in_epoch + 1} "
+                        f"(global step {self.global_step + 1}): {error}; the checkpoints in {self.out_dir} "
+                        "were left as they were (try a lower learning rate or amp=False)"
+                    ) from error
+                values = dict(zip(BATCH_KEYS, torch.stack(list(losses)).tolist()))
+                self.step_in_epoch += 1
+                self.global_step += 1
+                self.history.batches.append({"epoch": epoch, "step": self.global_step, "lr": lr, **values})
+                self.state.reach_boundary(self.device)
+                done += 1
+                epoch_steps += 1
+                bar.update(1)
+                rows = self.history.batches[-epoch_steps:]
+                bar.set_postfix({"epoch": epoch + 1, **{k: f"{np.mean([r[k] for r in rows]):.3g}"
+                                                        for k in BATCH_KEYS}}, refresh=False)
+                if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self._end_epoch(epoch, lr, time.perf_counter() - epoch_start, epoch_steps)
+
+    def _end_epoch(self, epoch: int, lr: float, seconds: float, steps: int) -> None:
+        rows = [r for r in self.history.batches if r["epoch"] == epoch]  # includes steps before a resume
+        means = {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in BATCH_KEYS}
+        metrics = {"val_l1": math.nan, "val_psnr": math.nan}
+        if self.process.main:  # changes no state: an error here can still save the epoch's steps
+            metrics = self.validate(save_grid=self.out_dir / f"val_epoch_{epoch + 1:03d}.jpg")
+        self.state.begin_update()
+        images = steps * self.config.batch_size * self.process.world_size
+        self.history.epochs.append({
+            "epoch": epoch, "steps": len(rows), "lr": lr, **means, **metrics, "seconds": seconds,
+            "images_per_second": images / seconds if seconds > 0 else math.nan,
+        })
+        self.sched_g.step()
+        self.sched_d.step()
+        self.epoch, self.step_in_epoch = epoch + 1, 0
+        score = metrics["val_l1"] if self.val_set is not None else means["g_l1"]
+        improved = math.isfinite(score) and score < self.best
+        self.best = score if improved else self.best
+        self.state.reach_boundary(self.device)
+        self.save_checkpoint(best=improved)
+        self._print(_epoch_line(self.history.epochs[-1], self.config.epochs, self.val_set is not None))
+
+
+__all__ = ["History", "RunState", "Trainer", "validate"]
