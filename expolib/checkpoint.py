@@ -76,7 +76,7 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     corrupt or foreign file is :class:`CheckpointError`; both name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # zip, pickle and EOF errors all mean the same thing here

@@ -447,7 +447,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"generator file not found: {path}")
+        raise FileNotFoundError(f"{path}: no such generator file")
     try:
         from safetensors import safe_open
 

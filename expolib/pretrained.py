@@ -33,7 +33,7 @@ def load_pretrained(device: Union[str, torch.device] = "cpu") -> UNetGenerator:
     """
     if not PRETRAINED_PATH.is_file():
         raise FileNotFoundError(
-            f"the shipped generator weights are missing: expected {PRETRAINED_PATH}. Reinstall expolib, "
+            f"{PRETRAINED_PATH}: the shipped generator weights are missing. Reinstall expolib, "
             "or train a generator (python -m expolib train) and pass its file with --weights / "
             "expolib.models.load_generator(path)"
         )
