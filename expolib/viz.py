@@ -2,7 +2,10 @@
 
 - :class:`BeforeAfter`: an ipywidgets widget (core widgets only, so it runs in JupyterLab, Notebook and
   Colab). A slider moves the split between two images; drop-downs pick the photo, the EV and which two
-  images (input, corrected, ground truth) are compared. It needs a running kernel.
+  images (input, corrected, ground truth) are compared. It needs a running kernel. It works with
+  ipywidgets 7.x (what Colab ships) and 8.x: it uses only what both have (``observe`` on ``value``,
+  ``Dropdown`` options as (label, value) pairs, ``Layout`` width names); the one difference it meets,
+  the type of ``Image.value`` (bytes on 7.x, a memoryview on 8.x), :meth:`BeforeAfter.shown_png` hides.
 - :func:`static_slider_html`: the same comparison as self-contained HTML (images embedded as base64, a
   range input and one line of JavaScript, nothing loaded from elsewhere), for the built book where no
   kernel runs.
@@ -212,6 +215,10 @@ class BeforeAfter(widgets.VBox):
         """The image the widget shows now: left image up to the split, right image after it."""
         left, right = self.pair()
         return split_image(left, right, self.split.value)
+
+    def shown_png(self) -> bytes:
+        """The PNG the image widget holds now (what a frontend displays), as bytes on any ipywidgets."""
+        return bytes(self.image.value)
 
     def _update(self, change: Any = None) -> None:
         if self.ev.value is None or (self.photo.value, self.ev.value) not in self.samples:
