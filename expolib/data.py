@@ -4,7 +4,9 @@ An item is ``{"input": Tensor[3, H, W], "target": Tensor[3, H, W], "ev": float, 
 both images in [-1, 1]. Sources:
 
 * :class:`EmbeddedPairs`: natural colour photos shipped inside scikit-image, scikit-learn and
-  matplotlib (no download), rendered at the MSEC exposure levels with :func:`render_exposure`.
+  matplotlib, and the real photographs shipped with expolib (``expolib/photos``, from Debian's
+  wallpaper packages; ``ATTRIBUTION.md`` there credits them), all offline, rendered at the MSEC
+  exposure levels with :func:`render_exposure` or with a (randomized) camera of :mod:`expolib.camera`.
 * :class:`PhotoFolderPairs`: a folder of your own well-exposed photos, rendered like the embedded set.
 * :mod:`expolib.filepairs` holds the sources whose inputs are files too: ``MSECPairs`` (the
   Multi-Scale Exposure Correction dataset, Afifi et al., 2021) and ``PairFolder`` (ready-made pairs).
@@ -14,6 +16,7 @@ both images in [-1, 1]. Sources:
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from expolib.camera import Camera, CameraFamily
 from expolib.exposure import EVS, render_exposure
 from expolib.imageio import PathLike, load_image
 from expolib.transforms import PairedTransform, check_side, resize_long_side, to_tensor01
@@ -35,11 +39,24 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 # The embedded photos
 # ----------------------------------------------------------------------------------------------
 
+#: The real photographs shipped with expolib: JPEGs, their credits (ATTRIBUTION.md) and photos.json.
+PHOTO_DIR = Path(__file__).resolve().parent / "photos"
+
+
+@lru_cache(maxsize=1)
+def shipped_photos() -> tuple[dict[str, Any], ...]:
+    """The records of ``photos.json``: file, scene, content, tag, author, licence, split, source."""
+    return tuple(json.loads((PHOTO_DIR / "photos.json").read_text(encoding="utf-8")))
+
+
 #: Scene names per split. Splitting by scene (never by crop) keeps every view of a scene together.
 EMBEDDED_SPLIT: dict[str, tuple[str, ...]] = {
-    "train": ("astronaut", "rocket", "motorcycle", "china", "grace_hopper"),
-    "val": ("coffee",),
-    "test": ("chelsea", "flower"),
+    split: python_scenes + tuple(r["scene"] for r in shipped_photos() if r["split"] == split)
+    for split, python_scenes in {
+        "train": ("astronaut", "rocket", "motorcycle", "china", "grace_hopper"),
+        "val": ("coffee",),
+        "test": ("chelsea", "flower"),
+    }.items()
 }
 
 #: The photos of each scene: the stereo motorcycle is one scene seen from two viewpoints.
@@ -52,6 +69,7 @@ EMBEDDED_PHOTOS: dict[str, tuple[str, ...]] = {
     "coffee": ("coffee",),
     "chelsea": ("chelsea",),
     "flower": ("flower",),
+    **{r["scene"]: (r["scene"],) for r in shipped_photos()},
 }
 
 #: Where each embedded photo comes from, for credits and the chapter's table.
@@ -65,6 +83,7 @@ EMBEDDED_SOURCES: dict[str, str] = {
     "coffee": "skimage.data.coffee()",
     "chelsea": "skimage.data.chelsea()",
     "flower": "sklearn.datasets.load_sample_images(): flower.jpg",
+    **{r["scene"]: f"expolib/photos/{r['file']} ({r['author']}, {r['licence']})" for r in shipped_photos()},
 }
 
 
@@ -86,10 +105,12 @@ def load_embedded_photo(name: str) -> np.ndarray:
         from sklearn.datasets import load_sample_image
 
         image = load_sample_image(f"{name}.jpg")
-    else:
+    elif name == "grace_hopper":
         import matplotlib.cbook
 
         image = load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    else:
+        image = load_image(PHOTO_DIR / f"{name}.jpg")
     image = np.ascontiguousarray(image[:, :, :3], dtype=np.uint8)
     image.setflags(write=False)
     return image
@@ -112,17 +133,18 @@ def item_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def default_transform(size: Optional[int], augment: bool,
-                      transform: Optional[PairedTransform] = None) -> PairedTransform:
+def default_transform(size: Optional[int], augment: bool, transform: Optional[PairedTransform] = None,
+                      scale: Optional[tuple[float, float]] = None) -> PairedTransform:
     """The transform a source uses unless it is given one: the whole photo (``size=None``), random
-    augmented crops (``augment``), or fixed crops spread over the photo (a "train" geometry without
-    flip or jitter, driven by a seeded generator)."""
+    augmented crops (``augment``, rescaled by ``scale`` first, see :class:`PairedTransform`), or fixed
+    crops spread over the photo (a "train" geometry without flip or jitter, driven by a seeded
+    generator)."""
     if transform is not None:
         return transform
     if size is None:
         return PairedTransform(None, train=False)
     if augment:
-        return PairedTransform(size, train=True)
+        return PairedTransform(size, train=True, scale=scale)
     return PairedTransform(size, flip_p=0.0, jitter_p=0.0, train=True)
 
 
@@ -138,6 +160,11 @@ class _RenderedPairs(Dataset):
     ``augment`` is set, otherwise at a position fixed by ``seed`` and the index. With ``size=None``,
     the whole photo (long side at most ``max_side``), one item per (photo, EV), for evaluation.
     The input is rendered *after* cropping (cheaper) with a seed derived from ``seed`` and the index.
+
+    ``camera``: None renders with :func:`render_exposure` (the book's camera, shot noise ``noise``);
+    a :class:`~expolib.camera.Camera` renders every item with that camera (the held-out camera of
+    an evaluation, say); a :class:`~expolib.camera.CameraFamily` draws a camera *and an EV* for every
+    item (``evs`` then only sets how many items a crop gives, and the item's ``ev`` is the drawn one).
     """
 
     def __init__(
@@ -151,6 +178,8 @@ class _RenderedPairs(Dataset):
         seed: int,
         noise: float,
         transform: Optional[PairedTransform],
+        camera: Union[Camera, CameraFamily, None] = None,
+        scale: Optional[tuple[float, float]] = None,
     ) -> None:
         if not evs:
             raise ValueError("evs is empty: give at least one exposure level")
@@ -164,7 +193,12 @@ class _RenderedPairs(Dataset):
         self.crops_per_photo = crops_per_photo if size is not None else 1
         self.seed = seed
         self.noise = noise
-        self.transform = default_transform(size, augment, transform)
+        self.camera = camera
+        self.transform = default_transform(size, augment, transform, scale)
+        if size is not None and self.transform.train and self.transform.scale is not None:
+            # the rescaled crop never needs more than this long side (short side at most 2x smaller)
+            needed = int(2 * size * self.transform.scale[1]) + 1
+            self.max_side = needed if max_side is None else min(max_side, needed)
 
     def _photo(self, photo_index: int) -> torch.Tensor:
         """The well-exposed photo as float (3, H, W) in [0, 1], long side at most ``max_side``."""
@@ -188,7 +222,16 @@ class _RenderedPairs(Dataset):
         seed = item_seed(self.seed, index)
         generator = None if self.augment else torch.Generator().manual_seed(seed)
         (target,) = self.transform.geometry(self._photo(photo_index), generator=generator)
-        source = render_exposure(target, ev, noise=self.noise, seed=seed)
+        if self.camera is None:
+            source = render_exposure(target, ev, noise=self.noise, seed=seed)
+        else:
+            if self.augment:  # from the global RNG, which the trainer seeds per item: repeatable runs
+                seed = int(torch.randint(0, 2**62, (1,)))
+            draw = torch.Generator().manual_seed(seed)
+            if isinstance(self.camera, CameraFamily):
+                source, ev, _ = self.camera.render(target, draw)
+            else:
+                source = self.camera.render(target, ev, generator=draw)
         x, y = self.transform.finish(source, target)
         return {"input": x, "target": y, "ev": ev, "scene": self.photos[photo_index][0]}
 
@@ -198,7 +241,8 @@ class EmbeddedPairs(_RenderedPairs):
 
     ``size`` gives training crops (``crops_per_photo`` per photo and EV); ``size=None`` gives whole
     photos (long side ``max_side``), one item per (photo, EV), deterministically, for evaluation.
-    ``noise`` adds mild shot noise to under-exposed inputs.
+    ``noise`` adds mild shot noise to under-exposed inputs; ``camera`` and ``scale``: see
+    :class:`_RenderedPairs` and :class:`~expolib.transforms.PairedTransform`.
     """
 
     def __init__(
@@ -212,10 +256,13 @@ class EmbeddedPairs(_RenderedPairs):
         seed: int = 0,
         noise: float = 0.01,
         transform: Optional[PairedTransform] = None,
+        camera: Union[Camera, CameraFamily, None] = None,
+        scale: Optional[tuple[float, float]] = None,
     ) -> None:
         self.split = split
         super().__init__(
-            embedded_photos(split), size, evs, augment, max_side, crops_per_photo, seed, noise, transform
+            embedded_photos(split), size, evs, augment, max_side, crops_per_photo, seed, noise, transform,
+            camera, scale,
         )
 
     def _photo(self, photo_index: int) -> torch.Tensor:
@@ -273,6 +320,8 @@ class PhotoFolderPairs(_RenderedPairs):
         seed: int = 0,
         noise: float = 0.01,
         transform: Optional[PairedTransform] = None,
+        camera: Union[Camera, CameraFamily, None] = None,
+        scale: Optional[tuple[float, float]] = None,
         cache_size: int = 16,
     ) -> None:
         self.folder = Path(folder)
@@ -282,7 +331,8 @@ class PhotoFolderPairs(_RenderedPairs):
         if not self.paths:
             raise ValueError(f"{self.folder}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         photos = [(p.stem, str(p)) for p in self.paths]
-        super().__init__(photos, size, evs, augment, max_side, crops_per_photo, seed, noise, transform)
+        super().__init__(photos, size, evs, augment, max_side, crops_per_photo, seed, noise, transform,
+                         camera, scale)
         self.cache_size = cache_size
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
 

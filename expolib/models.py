@@ -26,6 +26,9 @@ from expolib.config import Budget
 from expolib.layers import GemmConvTranspose2d
 
 NORMS = ("batch", "instance")
+UPSAMPLING = ("transpose", "bilinear")  # how a decoder block doubles the side
+# a residual generator maps x to tanh(atanh(x * RESIDUAL_SHRINK) + u): u = 0 returns x within 1e-3
+RESIDUAL_SHRINK = 1.0 - 1e-3
 FILE_FORMAT = "expolib.UNetGenerator"  # the marker save_generator writes into the file's metadata
 
 
@@ -64,6 +67,12 @@ class UNetConfig:
     transposed convolutions as :class:`GemmConvTranspose2d`: the same parameters and results, faster on
     the CPU; it changes how the network computes, not what it is, so :func:`save_generator` does not
     store it.
+
+    Two departures from pix2pix, off by default (measured in the book): ``upsample="bilinear"`` makes
+    each decoder block a bilinear upsampling and a 3x3 convolution instead of a stride-2 transposed
+    convolution, whose uneven overlaps print a checkerboard (Odena et al. 2016); ``residual=True``
+    makes the network predict a change to its input rather than a new image: the output is
+    ``tanh(atanh(x) + u)`` for the last layer's ``u``, so ``u = 0`` returns the photo unchanged.
     """
 
     in_channels: int = 3
@@ -76,6 +85,8 @@ class UNetConfig:
     skip: bool = True
     max_mult: int = 8
     gemm_upsampling: bool = False  # transposed convs as GemmConvTranspose2d: faster on the CPU, same weights
+    upsample: str = "transpose"  # "transpose" (pix2pix) or "bilinear" (upsample, then a 3x3 conv)
+    residual: bool = False  # predict a change to the input (tanh(atanh(x) + u)) instead of the image
 
     def __post_init__(self) -> None:
         if self.depth < 2:
@@ -87,6 +98,10 @@ class UNetConfig:
         if self.n_dropout < 0:
             raise ValueError(f"UNetConfig.n_dropout must be >= 0, got {self.n_dropout}")
         _check_norm(self.norm)
+        if self.upsample not in UPSAMPLING:
+            raise ValueError(f"UNetConfig.upsample must be one of {UPSAMPLING}, got {self.upsample!r}")
+        if self.residual and self.in_channels != self.out_channels:
+            raise ValueError("UNetConfig.residual needs as many output channels as input channels")
 
     def channels(self, level: int) -> int:
         """Feature channels produced by the down convolution of ``level`` (0 = outermost)."""
@@ -126,6 +141,8 @@ class UNetBlock(nn.Module):
         dropout: float = 0.0,
         skip: bool = True,
         gemm_upsampling: bool = False,
+        upsample: str = "transpose",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.outermost = outermost
@@ -144,10 +161,14 @@ class UNetBlock(nn.Module):
         # what the inner level hands back: its own cat(x, y) when it has a skip, else its y alone
         up_in = inner if submodule is None or not submodule.skip else 2 * inner
         up: list[nn.Module] = [nn.ReLU()]
-        transposed = GemmConvTranspose2d if gemm_upsampling else nn.ConvTranspose2d
-        up.append(transposed(up_in, outer, kernel_size=4, stride=2, padding=1, bias=outermost))
+        if upsample == "bilinear":  # every output pixel gets the same number of weights: no checkerboard
+            up += [nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(up_in, outer, 3, 1, 1, bias=outermost)]
+        else:
+            transposed = GemmConvTranspose2d if gemm_upsampling else nn.ConvTranspose2d
+            up.append(transposed(up_in, outer, kernel_size=4, stride=2, padding=1, bias=outermost))
         if outermost:
-            up.append(nn.Tanh())
+            if not residual:  # a residual generator applies tanh after adding its input (UNetGenerator)
+                up.append(nn.Tanh())
         else:
             up.append(_norm_layer(norm, outer))
             if dropout > 0:
@@ -184,7 +205,6 @@ class UNetGenerator(nn.Module):
     def __init__(self, config: Optional[UNetConfig] = None) -> None:
         super().__init__()
         self.config = cfg = config if config is not None else UNetConfig()
-        # build from the bottom up: the innermost block first, each new block wrapping the last one
         block: Optional[UNetBlock] = None
         for level in reversed(range(cfg.depth)):
             outermost = level == 0
@@ -200,9 +220,12 @@ class UNetGenerator(nn.Module):
                 dropout=cfg.dropout if uses_dropout else 0.0,
                 skip=cfg.skip,
                 gemm_upsampling=cfg.gemm_upsampling,
+                upsample=cfg.upsample,
+                residual=cfg.residual,
             )
         assert block is not None
         self.unet = block
+        self.working_side: Optional[int] = None  # the side it corrects photos at best, when known
         init_weights(self)
 
     def blocks(self) -> list[UNetBlock]:
@@ -224,10 +247,11 @@ class UNetGenerator(nn.Module):
             raise ValueError(
                 f"UNetGenerator expects a (B, {self.config.in_channels}, H, W) tensor, got {tuple(x.shape)}"
             )
-        height, width = x.shape[-2:]
-        x = pad_to_multiple(x, self.multiple)  # (B, C, H', W'), H' and W' multiples of 2**depth
-        y = self.unet(x)  # (B, out_channels, H', W') in [-1, 1]
-        return crop_center(y, height, width)  # (B, out_channels, H, W)
+        height, width = x.shape[-2:]  # padded to multiples of 2**depth inside, cropped back after
+        y = crop_center(self.unet(pad_to_multiple(x, self.multiple)), height, width)  # (B, C_out, H, W)
+        if self.config.residual:  # y is a change of the tanh's input; atanh of ±1 is kept finite
+            return torch.tanh(torch.atanh(x.clamp(-1.0, 1.0) * RESIDUAL_SHRINK) + y)
+        return y  # in [-1, 1] (tanh)
 
 
 def _split(total: int) -> tuple[int, int]:
@@ -407,8 +431,10 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_generator(model: nn.Module, path: Union[str, Path], *, half: bool = False) -> Path:
-    """Write the generator's weights and buffers to a safetensors file, its UNetConfig in the metadata.
+def save_generator(model: nn.Module, path: Union[str, Path], *, half: bool = False,
+                   working_side: Optional[int] = None) -> Path:
+    """Write the generator's weights and buffers to a safetensors file, its UNetConfig in the metadata,
+    and the side that ``expolib.infer.correct`` should run it at (``working_side``, else the model's).
 
     ``half=True`` stores floating-point tensors as float16, half the size (how the shipped weights are
     kept small); :func:`load_generator` casts them back to the model's float32. A tensor that float16
@@ -431,6 +457,9 @@ def save_generator(model: nn.Module, path: Union[str, Path], *, half: bool = Fal
     config = asdict(net.config)
     config.pop("gemm_upsampling")  # how it computes, not what it is: the file stays the same either way
     metadata = {"format": FILE_FORMAT, "config": json.dumps(config)}
+    side = working_side if working_side is not None else net.working_side
+    if side is not None:
+        metadata["working_side"] = str(int(side))
     save_file(tensors, str(path), metadata=metadata)
     return path
 
@@ -473,6 +502,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     model = UNetGenerator(config)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
+        model.working_side = int(metadata["working_side"]) if "working_side" in metadata else None
+    except (RuntimeError, ValueError) as error:
         raise ModelFileError(f"{path}: the weights do not match the saved configuration: {error}") from error
     return model.to(device).eval()

@@ -86,6 +86,10 @@ class PairedTransform:
     ``flip_p``, both with one set of parameters for the two images; colour jitter with probability
     ``jitter_p`` on the input only. Evaluation (``train=False``): a centre crop (none if ``size`` is
     None), no flip, no jitter. Photos smaller than the crop are enlarged first so a crop always fits.
+
+    ``scale=(lo, hi)`` (training only) first resizes the photo so that its short side is ``size``
+    times a factor drawn from [lo, hi]: a crop then shows most of the scene, as a whole photo shrunk
+    to the network's working side does when a photo is corrected, rather than a small detail of it.
     """
 
     def __init__(
@@ -95,9 +99,13 @@ class PairedTransform:
         jitter_p: float = 0.2,
         train: bool = True,
         jitter: Optional[v2.ColorJitter] = None,
+        scale: Optional[tuple[float, float]] = None,
     ) -> None:
         if size is not None and size < MIN_SIDE:
             raise ValueError(f"crop size {size} is below the minimum of {MIN_SIDE} pixels")
+        if scale is not None and not 1.0 <= scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (lo, hi) with 1 <= lo <= hi, got {scale}")
+        self.scale = scale
         self.size = size
         self.flip_p = flip_p
         self.jitter_p = jitter_p
@@ -108,7 +116,7 @@ class PairedTransform:
     def __repr__(self) -> str:
         return (
             f"PairedTransform(size={self.size}, flip_p={self.flip_p}, jitter_p={self.jitter_p}, "
-            f"train={self.train})"
+            f"train={self.train}, scale={self.scale})"
         )
 
     def geometry(
@@ -132,8 +140,13 @@ class PairedTransform:
         out = list(images)
         if self.size is None:
             return out
-        if min(h, w) < self.size:  # enlarge so the short side equals the crop size
-            scale = self.size / min(h, w)
+        short, rescale = self.size, self.train and self.scale is not None
+        if rescale:
+            lo, hi = self.scale  # type: ignore[misc]
+            short = round(self.size * (lo + (hi - lo) * float(torch.rand((), generator=generator))))
+        if min(h, w) < short or (rescale and min(h, w) != short):
+            # enlarge so a crop fits, or (with ``scale``) bring the short side to the drawn size
+            scale = short / min(h, w)
             new = [max(self.size, round(h * scale)), max(self.size, round(w * scale))]
             out = [TF.resize(im, new, antialias=True).clamp(0.0, 1.0) for im in out]
             h, w = new

@@ -73,7 +73,7 @@ def test_embedded_split_is_by_scene_and_covers_every_photo() -> None:
 
 def test_embedded_training_crops() -> None:
     ds = EmbeddedPairs("train", size=32, crops_per_photo=2)
-    assert len(ds) == 6 * 2 * len(EVS)
+    assert len(ds) == len(embedded_photos("train")) * 2 * len(EVS)
     evs = set()
     for i in range(0, len(ds), 7):
         item = ds[i]
@@ -87,7 +87,7 @@ def test_embedded_training_crops() -> None:
 
 def test_embedded_whole_photos_for_evaluation_are_deterministic_and_ordered_by_ev() -> None:
     ds = EmbeddedPairs("test", size=None, max_side=80)
-    assert len(ds) == 2 * len(EVS)
+    assert len(ds) == len(embedded_photos("test")) * len(EVS)
     items = [ds[i] for i in range(len(EVS))]  # the first photo at the five levels
     assert [it["ev"] for it in items] == list(EVS)
     for it in items:
@@ -128,11 +128,11 @@ def test_rendered_input_matches_target_geometry_after_augmentation() -> None:
 
 def test_make_loader_batches_items() -> None:
     ds = EmbeddedPairs("val", size=32, crops_per_photo=2)
-    loader = make_loader(ds, batch_size=4, shuffle=True)
+    loader = make_loader(ds, batch_size=4, shuffle=False)
     batch = next(iter(loader))
     assert batch["input"].shape == batch["target"].shape == (4, 3, 32, 32)
     assert batch["ev"].dtype == torch.float64 and batch["ev"].shape == (4,)
-    assert batch["scene"] == ["coffee"] * 4
+    assert batch["scene"] == [EMBEDDED_SPLIT["val"][0]] * 4
     assert loader.pin_memory is False
     assert make_loader(ds, 2, device="cuda").pin_memory is True
     assert make_loader(ds, 2, device=torch.device("cpu")).pin_memory is False
@@ -365,3 +365,62 @@ def test_list_images_skips_hidden_files_and_folders_and_can_recurse(tmp_path: Pa
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
         "b.png", "trip/a.JPG"
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# The shipped photographs, the randomized camera and rescaled crops
+# ------------------------------------------------------------------------------------------------
+
+
+def test_shipped_photos_are_split_by_scene_and_credited() -> None:
+    from expolib.data import PHOTO_DIR, shipped_photos
+
+    records = shipped_photos()
+    files = sorted(p.name for p in PHOTO_DIR.glob("*.jpg"))
+    assert files == sorted(r["file"] for r in records) and len(files) >= 10
+    attribution = (PHOTO_DIR / "ATTRIBUTION.md").read_text(encoding="utf-8")
+    for r in records:
+        assert f"`{r['file']}`" in attribution and r["author"] in attribution and r["licence"] in attribution
+        assert r["split"] in EMBEDDED_SPLIT and r["scene"] in EMBEDDED_SPLIT[r["split"]]
+    splits = {split: set(EMBEDDED_SPLIT[split]) for split in ("train", "val", "test")}
+    assert not (splits["train"] & splits["val"] or splits["train"] & splits["test"] or splits["val"] & splits["test"])
+    tests = [r for r in records if r["split"] == "test"]
+    assert len(tests) >= 6 and len({r["tag"] for r in tests}) >= 4  # varied content
+    photo = load_embedded_photo(tests[0]["scene"])
+    assert photo.dtype == np.uint8 and max(photo.shape[:2]) == 1024
+
+
+def test_camera_family_items_draw_their_ev_and_are_repeatable() -> None:
+    from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA
+
+    ds = EmbeddedPairs("val", size=48, camera=DEFAULT_FAMILY, scale=(1.0, 1.5), crops_per_photo=2)
+    assert ds.max_side is not None and ds.max_side <= 2 * 48 * 1.5 + 1
+    torch.manual_seed(3)
+    first = [ds[i] for i in range(8)]
+    torch.manual_seed(3)
+    again = [ds[i] for i in range(8)]
+    for a, b in zip(first, again):
+        _check_item(a, (48, 48))
+        torch.testing.assert_close(a["input"], b["input"], rtol=0, atol=0)
+        assert a["ev"] == b["ev"]
+    assert len({it["ev"] for it in first}) > 3  # continuous EVs, not the five levels
+    held = EmbeddedPairs("test", size=None, max_side=64, camera=HELD_OUT_CAMERA)
+    plain = EmbeddedPairs("test", size=None, max_side=64)
+    assert held[0]["ev"] == plain[0]["ev"] == EVS[0]
+    assert not torch.allclose(held[0]["input"], plain[0]["input"], atol=0.02)
+    torch.testing.assert_close(held[2]["input"], plain[2]["input"], atol=1e-4, rtol=0)  # EV 0: the photo
+
+
+def test_scale_makes_crops_show_most_of_the_scene() -> None:
+    from expolib.transforms import PairedTransform
+
+    photo = torch.rand(3, 300, 400)
+    wide = PairedTransform(64, scale=(1.0, 1.0), jitter_p=0.0, flip_p=0.0)
+    detail = PairedTransform(64, jitter_p=0.0, flip_p=0.0)
+    (crop,) = wide.geometry(photo, generator=torch.Generator().manual_seed(0))
+    (small,) = detail.geometry(photo, generator=torch.Generator().manual_seed(0))
+    assert crop.shape == small.shape == (3, 64, 64)
+    # shrunk so the short side is 64: the crop averages many pixels, its values vary far less
+    assert float(crop.std()) < 0.5 * float(small.std())
+    with pytest.raises(ValueError, match="scale"):
+        PairedTransform(64, scale=(0.5, 1.0))
