@@ -145,8 +145,11 @@ class CameraFamily:
     ``knee``, ``white`` and ``gamma`` shape the shoulder response; ``wb_sigma`` is the standard
     deviation of the log2 white-balance gain per channel; noise levels are drawn up to their maxima;
     ``jpeg_p`` is the probability of JPEG re-compression at a quality in ``jpeg_quality``. EVs are
-    drawn from ``ev_range`` (wider than MSEC's ±1.5), except that a fraction ``p_ev0`` of the items is
-    left at EV 0, so the model sees well-exposed photos that it must return unchanged.
+    drawn from ``ev_range`` (wider than MSEC's ±1.5) away from 0 by at least ``min_abs_ev``, except
+    that a fraction ``p_ev0`` of the items is left at EV 0, so the model sees well-exposed photos that
+    it must return unchanged. ``target_ev`` re-exposes the ground truth itself by up to that many
+    stops (same camera, no noise): well-exposed photos come in a range of brightness, and a model
+    that learns one "right" brightness darkens or brightens every good photo towards it.
     """
 
     knee: tuple[float, float] = (0.3, 0.7)
@@ -158,7 +161,16 @@ class CameraFamily:
     jpeg_p: float = 0.5
     jpeg_quality: tuple[int, int] = (70, 95)
     ev_range: tuple[float, float] = (-2.0, 2.0)
+    min_abs_ev: float = 0.0
     p_ev0: float = 0.2
+    target_ev: float = 0.0
+
+    def __post_init__(self) -> None:
+        low, high = self.ev_range
+        if not (low < -self.min_abs_ev and self.min_abs_ev < high and 0.0 <= self.min_abs_ev):
+            raise ValueError(f"CameraFamily: ev_range {self.ev_range} leaves no EV beyond ±{self.min_abs_ev}")
+        if not 0.0 <= self.p_ev0 <= 1.0 or self.target_ev < 0:
+            raise ValueError("CameraFamily: p_ev0 must be in [0, 1] and target_ev >= 0")
 
     def sample(self, generator: torch.Generator) -> Camera:
         """One camera of the family."""
@@ -178,16 +190,26 @@ class CameraFamily:
         )
 
     def sample_ev(self, generator: torch.Generator) -> float:
-        """One exposure error in stops: 0 with probability ``p_ev0``, else uniform in ``ev_range``."""
+        """One exposure error in stops: 0 with probability ``p_ev0``, else uniform over the part of
+        ``ev_range`` at least ``min_abs_ev`` away from 0."""
         if float(torch.rand((), generator=generator)) < self.p_ev0:
             return 0.0
-        return _uniform(generator, *self.ev_range)
+        low, high = self.ev_range
+        below, above = -self.min_abs_ev - low, high - self.min_abs_ev  # lengths of the two intervals
+        u = _uniform(generator, 0.0, below + above)
+        return low + u if u < below else self.min_abs_ev + (u - below)
 
-    def render(self, image: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, Camera]:
-        """Draw a camera and an EV, render ``image`` with them; returns (input, ev, camera)."""
+    def render(self, image: torch.Tensor,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float, Camera]:
+        """Draw a camera and an EV, render ``image`` with them: (input, target, ev, camera). The target
+        is ``image``, re-exposed by up to ``target_ev`` stops when that is set."""
         camera = self.sample(generator)
         ev = self.sample_ev(generator)
-        return camera.render(image, ev, generator=generator), ev, camera
+        target = image
+        if self.target_ev > 0:
+            clean = Camera(knee=camera.knee, white=camera.white, gamma=camera.gamma)
+            target = clean.render(image, _uniform(generator, -self.target_ev, self.target_ev))
+        return camera.render(target, ev, generator=generator), target, ev, camera
 
     def with_changes(self, **changes: object) -> CameraFamily:
         """A copy with some ranges changed."""

@@ -229,7 +229,7 @@ class _RenderedPairs(Dataset):
                 seed = int(torch.randint(0, 2**62, (1,)))
             draw = torch.Generator().manual_seed(seed)
             if isinstance(self.camera, CameraFamily):
-                source, ev, _ = self.camera.render(target, draw)
+                source, target, ev, _ = self.camera.render(target, draw)
             else:
                 source = self.camera.render(target, ev, generator=draw)
         x, y = self.transform.finish(source, target)

@@ -36,9 +36,9 @@ def test_family_is_repeatable_under_a_seed(photo: torch.Tensor) -> None:
     first = DEFAULT_FAMILY.render(photo, torch.Generator().manual_seed(7))
     again = DEFAULT_FAMILY.render(photo, torch.Generator().manual_seed(7))
     other = DEFAULT_FAMILY.render(photo, torch.Generator().manual_seed(8))
-    assert first[1] == again[1] and first[2] == again[2]
+    assert first[2] == again[2] and first[3] == again[3]
     torch.testing.assert_close(first[0], again[0], atol=0, rtol=0)
-    assert first[2] != other[2]
+    assert first[3] != other[3]
 
 
 def test_brightness_rises_with_ev_for_every_camera(photo: torch.Tensor) -> None:
@@ -86,3 +86,15 @@ def test_bad_settings_are_refused() -> None:
         Camera(jpeg_quality=0)
     with pytest.raises(ValueError):
         CameraFamily().sample(torch.Generator()).render(torch.zeros(1, 8, 8), -1.0)
+
+
+def test_ev_margin_and_target_exposure(photo: torch.Tensor) -> None:
+    family = CameraFamily(min_abs_ev=0.75, p_ev0=0.3, target_ev=0.5, jpeg_p=0.0)
+    evs = [family.sample_ev(torch.Generator().manual_seed(s)) for s in range(300)]
+    assert all(ev == 0.0 or 0.75 <= abs(ev) <= 2.0 for ev in evs)
+    assert min(evs) < -1.5 and max(evs) > 1.5
+    targets = [family.render(photo, torch.Generator().manual_seed(s))[1] for s in range(6)]
+    means = [float(t.mean()) for t in targets]
+    assert max(means) - min(means) > 0.03  # the ground truth itself is re-exposed
+    with pytest.raises(ValueError, match="ev_range"):
+        CameraFamily(ev_range=(-0.5, 0.5), min_abs_ev=0.75)
