@@ -29,7 +29,7 @@ from expolib.trainconfig import TrainConfig
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_FORMAT = "expolib.train/1"
 # settings that fix the networks' shapes: a checkpoint only resumes a run that agrees on them
-ARCHITECTURE_FIELDS = ("ngf", "ndf", "depth", "n_layers", "norm")
+ARCHITECTURE_FIELDS = ("ngf", "ndf", "depth", "n_layers", "norm", "upsample", "residual")
 # settings that fix which pairs a step sees: resuming with others would skip the wrong pairs
 DATA_FIELDS = ("batch_size", "image_size", "steps_per_epoch")
 

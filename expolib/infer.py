@@ -36,6 +36,7 @@ from expolib.imageio import to_uint8_image
 from expolib.transforms import denormalize, normalize, to_tensor01
 
 MODES = ("guided", "direct")
+DEFAULT_WORKING_SIDE = 512  # for a generator that does not say which side it works best at
 
 
 def _check_photo(photo: np.ndarray) -> None:
@@ -158,14 +159,15 @@ def correct(
     photo: np.ndarray,
     *,
     mode: str = "guided",
-    working_side: int = 512,
+    working_side: Optional[int] = None,
     radius: int = 2,
     eps: float = 1e-4,
     tile_rows: Optional[int] = 256,
 ) -> np.ndarray:
     """Correct a photo of any size with ``model`` (a generator or any corrector); uint8 (H, W, 3) in and out.
 
-    ``mode="guided"``: the network sees the photo with its long side at ``working_side`` pixels and its
+    ``mode="guided"``: the network sees the photo with its long side at ``working_side`` pixels (default:
+    the side stored with the model, see ``expolib.models.save_generator``, else 512) and its
     change is carried to full resolution by a local affine colour model (``radius`` and ``eps`` of the
     guided filter, in low-resolution pixels and squared [0, 1] units), applied in bands of ``tile_rows``
     rows; a photo already within ``working_side`` still goes through the fitted colour model.
@@ -176,6 +178,8 @@ def correct(
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     if mode == "direct":
         return _to_uint8(run_network(model, to_tensor01(photo).unsqueeze(0)))
+    if working_side is None:  # the side the model was trained to see whole scenes at, else 512
+        working_side = getattr(model, "working_side", None) or DEFAULT_WORKING_SIDE
     if working_side < 8:
         raise ValueError(f"working_side must be at least 8 pixels, got {working_side}")
     small = to_tensor01(downsample(photo, working_size(*photo.shape[:2], working_side))).unsqueeze(0)

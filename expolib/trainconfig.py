@@ -12,9 +12,10 @@ from typing import Any, Optional
 
 from expolib.config import Budget, get_budget
 from expolib.losses import GAN_MODES, LAMBDA_L1
-from expolib.models import NORMS, PatchConfig, UNetConfig
+from expolib.models import NORMS, UPSAMPLING, PatchConfig, UNetConfig
 
 LR_POLICIES = ("linear", "constant")
+CAMERAS = ("plain", "random")  # how rendered sources make inputs: one camera, or expolib.camera's family
 
 
 @dataclass
@@ -42,6 +43,10 @@ class TrainConfig:
     depth: int = 8
     n_layers: int = 3
     norm: str = "batch"
+    upsample: str = "transpose"  # decoder blocks: "transpose" (pix2pix) or "bilinear" (no checkerboard)
+    residual: bool = False  # the generator predicts a change to its input (see UNetConfig)
+    camera: str = "plain"  # rendered sources: "plain" (the book's camera) or "random" (expolib.camera)
+    crop_scale: Optional[float] = None  # crops from photos shrunk to short side size * U[1, crop_scale]
     lr_policy: str = "linear"  # "linear" (constant, then linear decay to 0) or "constant"
     decay_epochs: Optional[int] = None  # epochs of linear decay at the end; None: half of them
     steps_per_epoch: Optional[int] = None  # cap on batches per epoch; None: the whole dataset
@@ -74,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_policy {self.lr_policy!r} is not one of {LR_POLICIES}")
         if self.norm not in NORMS:
             raise ValueError(f"TrainConfig.norm {self.norm!r} is not one of {NORMS}")
+        if self.upsample not in UPSAMPLING or self.camera not in CAMERAS:
+            raise ValueError(f"TrainConfig: upsample must be one of {UPSAMPLING} and camera one of {CAMERAS}")
+        if self.crop_scale is not None and self.crop_scale < 1.0:
+            raise ValueError(f"TrainConfig.crop_scale must be at least 1 (or None), got {self.crop_scale}")
         if self.decay_epochs is not None and not 0 <= self.decay_epochs <= self.epochs:
             raise ValueError(
                 f"TrainConfig.decay_epochs must be in [0, epochs={self.epochs}], got {self.decay_epochs}"
@@ -99,7 +108,8 @@ class TrainConfig:
         return cls(**values)
 
     def generator_config(self) -> UNetConfig:
-        return UNetConfig(ngf=self.ngf, depth=self.depth, norm=self.norm)
+        return UNetConfig(ngf=self.ngf, depth=self.depth, norm=self.norm, upsample=self.upsample,
+                          residual=self.residual)
 
     def discriminator_config(self) -> PatchConfig:
         return PatchConfig(ndf=self.ndf, n_layers=self.n_layers, norm=self.norm)
@@ -125,4 +135,4 @@ def lr_factor(config: TrainConfig, epoch: int) -> float:
     return 1.0 - max(0, epoch + 1 - (config.epochs - decay)) / float(decay + 1)
 
 
-__all__ = ["LR_POLICIES", "TrainConfig", "lr_factor"]
+__all__ = ["CAMERAS", "LR_POLICIES", "TrainConfig", "lr_factor"]

@@ -265,7 +265,9 @@ class Trainer:
         """Save the generator for shipping (safetensors with its configuration), see
         :func:`expolib.models.save_generator`; ``half=True`` stores its floats as float16 (half the
         size). Load it back with :func:`expolib.models.load_generator`."""
-        return save_generator(self.generator, path, half=half)
+        # a model trained on crops of whole scenes corrects best at that scale (expolib.infer.correct)
+        side = self.config.image_size if self.config.crop_scale is not None else None
+        return save_generator(self.generator, path, half=half, working_side=side)
 
     def validate(self, save_grid: Optional[PathLike] = None) -> dict[str, float]:
         """Validation L1 and PSNR of the generator now, see :func:`validate`."""

@@ -41,7 +41,7 @@ def _collect(inputs: Sequence[str], recursive: bool) -> list[tuple[Path, Path]]:
 def _benchmark(args: argparse.Namespace) -> int:
     from expolib.bench import benchmark_fullres
 
-    benchmark_fullres(args.megapixels, weights=args.weights, working_side=args.working_side,
+    benchmark_fullres(args.megapixels, weights=args.weights, working_side=args.working_side or 512,
                       out=lambda line: print(line, flush=True))
     return 0
 
@@ -107,7 +107,8 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="folder for the corrected photos")
     p.add_argument("--mode", choices=MODES, default="guided", help="guided (default, fast) or direct")
     p.add_argument("--weights", help="a generator saved with expolib.models.save_generator")
-    p.add_argument("--working-side", type=int, default=512, help="long side the network sees in guided mode")
+    p.add_argument("--working-side", type=int, default=None,
+                   help="long side the network sees in guided mode (default: the model's own, else 512)")
     p.add_argument("--recursive", action="store_true", help="also correct photos in sub-folders")
     p.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
     p.add_argument("--quiet", action="store_true", help="report only problems")

@@ -16,9 +16,9 @@ from expolib.cli.options import AUTO, add_command, optional_int, parse_switch
 from expolib.config import get_budget
 from expolib.distributed import leave
 from expolib.losses import GAN_MODES
-from expolib.models import NORMS
+from expolib.models import NORMS, UPSAMPLING
 from expolib.pix2pix import TrainingDiverged
-from expolib.trainconfig import LR_POLICIES, TrainConfig
+from expolib.trainconfig import CAMERAS, LR_POLICIES, TrainConfig
 from expolib.trainer import Trainer
 
 SUMMARY = "train the pix2pix GAN (embedded photos, MSEC or your own photos)"
@@ -33,18 +33,24 @@ DESCRIPTION = (
 def _datasets(args: argparse.Namespace, config: TrainConfig) -> tuple[Dataset, Optional[Dataset]]:
     """The training (and validation) pairs the command line asks for; the embedded photos by default."""
     from expolib import data, filepairs
+    from expolib.camera import DEFAULT_FAMILY
 
     size = config.image_size
+    # rendered sources: the camera family and rescaled crops when the configuration asks for them
+    scale = (1.0, config.crop_scale) if config.crop_scale is not None else None
+    render: dict[str, Any] = {"camera": DEFAULT_FAMILY if config.camera == "random" else None, "scale": scale}
+    val_side = 2 * size if scale is not None else None  # validation crops at the training crops' scale
     if args.msec is not None:
         return (filepairs.MSECPairs(args.msec, split="train", size=size, augment=True),
                 filepairs.MSECPairs(args.msec, split="val", size=size, augment=False))
     if args.photos is not None:
-        return data.PhotoFolderPairs(args.photos, size=size, augment=True, seed=config.seed), None
+        return data.PhotoFolderPairs(args.photos, size=size, augment=True, seed=config.seed, **render), None
     if args.pairs is not None:
         inputs, targets = args.pairs
         return filepairs.PairFolder(inputs, targets, size=size, augment=True, seed=config.seed), None
-    return (data.EmbeddedPairs("train", size=size, augment=True, seed=config.seed),
-            data.EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=config.seed))
+    return (data.EmbeddedPairs("train", size=size, augment=True, seed=config.seed, **render),
+            data.EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=config.seed,
+                               max_side=val_side))
 
 
 _HELP = {
@@ -67,6 +73,12 @@ _HELP = {
                          "(auto: on for the CPU, where it is faster)",
     "compile": "compile the networks with torch.compile", "num_workers": "DataLoader worker processes",
     "progress": "show a progress bar",
+    "upsample": "decoder blocks: transpose (pix2pix) or bilinear (upsample + 3x3 conv, no checkerboard)",
+    "residual": "on: the generator predicts a change to its input, so a good photo passes through",
+    "camera": "rendered sources: plain (the book's camera at the MSEC levels) or random (a camera family, "
+              "noise, JPEG, continuous EVs)",
+    "crop_scale": "shrink each photo so its short side is image_size * U[1, X] before cropping "
+                  "(crops show most of the scene; default: crop the photo as it is)",
 }
 
 
@@ -113,6 +125,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
             kwargs.update(choices=LR_POLICIES)
         elif f.name == "norm":
             kwargs.update(choices=NORMS)
+        elif f.name in ("upsample", "camera"):
+            kwargs.update(choices=UPSAMPLING if f.name == "upsample" else CAMERAS)
+        elif f.name == "residual":
+            kwargs.update(type=parse_switch, metavar="on|off")
         elif f.type in ("int", int):
             kwargs.update(type=int)
         elif f.type in ("float", float):
