@@ -313,8 +313,11 @@ def test_the_widget_follows_the_slider_and_the_photo_choice_in_jupyterlab(
             page.locator(".widget-dropdown", has_text="photo").locator("select").select_option("chelsea")
             new_src = _wait_for_image(page, src, "chelsea", position)
             assert new_src != src and _shown(page).shape == (50, 76, 3)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "jupyterlab.png"))
+        except BaseException:  # pytest.fail too: keep what the page showed, next to the server's log
+            try:
+                page.screenshot(path=str(tmp_path / "jupyterlab.png"))
+            except Exception:
+                pass
             raise
         finally:
             browser.close()
