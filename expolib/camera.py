@@ -93,13 +93,15 @@ class Camera:
             return (s * (1.0 + s / w2) / (1.0 + s)).clamp(max=1.0)
         return tone_curve(s**self.gamma, self.knee, self.white)
 
-    def render(self, image: torch.Tensor, ev: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def render(self, image: torch.Tensor, ev: float,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Render a well-exposed float image ``(3, H, W)`` in [0, 1] as this camera's capture at ``ev``.
 
         ``generator`` draws the noise (a fresh unseeded one when None). EV 0 returns ``image`` itself.
         """
         if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-            raise ValueError(f"expected a float image (3, H, W) in [0, 1], got {image.dtype} {tuple(image.shape)}")
+            shape = tuple(image.shape)
+            raise ValueError(f"expected a float image (3, H, W) in [0, 1], got {image.dtype} {shape}")
         if not np.isfinite(ev):
             raise ValueError(f"ev must be a finite number of stops, got {ev}")
         if ev == 0:

@@ -167,7 +167,7 @@ def correct(
     """Correct a photo of any size with ``model`` (a generator or any corrector); uint8 (H, W, 3) in and out.
 
     ``mode="guided"``: the network sees the photo with its long side at ``working_side`` pixels (default:
-    the side stored with the model, see ``expolib.models.save_generator``, else 512) and its
+    the side stored with the model, see ``expolib.modelfile.save_generator``, else 512) and its
     change is carried to full resolution by a local affine colour model (``radius`` and ``eps`` of the
     guided filter, in low-resolution pixels and squared [0, 1] units), applied in bands of ``tile_rows``
     rows; a photo already within ``working_side`` still goes through the fitted colour model.

@@ -6,16 +6,13 @@ Both follow Isola et al. (2017) and their reference implementation's defaults (`
 - :class:`UNetBlock` is one level of the U; nesting ``depth`` of them makes :class:`UNetGenerator`.
 - :class:`PatchDiscriminator` is a plain stack of strided convolutions ending in one logit per patch.
 - :func:`init_weights`, :func:`count_parameters` and :func:`receptive_field` are the tools the book
-  uses to inspect them; :func:`save_generator` / :func:`load_generator` keep a trained generator in a
-  safetensors file with its configuration.
+  uses to inspect them; :mod:`expolib.modelfile` keeps a trained generator in a safetensors file.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
@@ -29,11 +26,6 @@ NORMS = ("batch", "instance")
 UPSAMPLING = ("transpose", "bilinear")  # how a decoder block doubles the side
 # a residual generator maps x to tanh(atanh(x * RESIDUAL_SHRINK) + u): u = 0 returns x within 1e-3
 RESIDUAL_SHRINK = 1.0 - 1e-3
-FILE_FORMAT = "expolib.UNetGenerator"  # the marker save_generator writes into the file's metadata
-
-
-class ModelFileError(ValueError):
-    """A generator file that exists but cannot be read as an expolib generator."""
 
 
 def _norm_layer(kind: str, channels: int) -> nn.Module:
@@ -65,7 +57,7 @@ class UNetConfig:
     blocks just outside the innermost one use dropout. ``skip=False`` removes every skip connection
     (a plain encoder-decoder, for comparison in the book). ``gemm_upsampling=True`` builds the
     transposed convolutions as :class:`GemmConvTranspose2d`: the same parameters and results, faster on
-    the CPU; it changes how the network computes, not what it is, so :func:`save_generator` does not
+    the CPU; it changes how the network computes, not what it is, so ``save_generator`` does not
     store it.
 
     Two departures from pix2pix, off by default (measured in the book): ``upsample="bilinear"`` makes
@@ -162,7 +154,8 @@ class UNetBlock(nn.Module):
         up_in = inner if submodule is None or not submodule.skip else 2 * inner
         up: list[nn.Module] = [nn.ReLU()]
         if upsample == "bilinear":  # every output pixel gets the same number of weights: no checkerboard
-            up += [nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(up_in, outer, 3, 1, 1, bias=outermost)]
+            up += [nn.Upsample(scale_factor=2, mode="bilinear"),
+                   nn.Conv2d(up_in, outer, kernel_size=3, padding=1, bias=outermost)]
         else:
             transposed = GemmConvTranspose2d if gemm_upsampling else nn.ConvTranspose2d
             up.append(transposed(up_in, outer, kernel_size=4, stride=2, padding=1, bias=outermost))
@@ -418,91 +411,3 @@ def generator_from_budget(budget: Budget, **overrides: object) -> UNetGenerator:
 def discriminator_from_budget(budget: Budget, **overrides: object) -> PatchDiscriminator:
     """The discriminator a budget trains: ``ndf`` from the budget, the 70x70 PatchGAN for the rest."""
     return PatchDiscriminator(PatchConfig(**{"ndf": budget.ndf, **overrides}))
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside ``torch.compile`` or (Distributed)DataParallel wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        else:
-            return model
-
-
-def save_generator(model: nn.Module, path: Union[str, Path], *, half: bool = False,
-                   working_side: Optional[int] = None) -> Path:
-    """Write the generator's weights and buffers to a safetensors file, its UNetConfig in the metadata,
-    and the side that ``expolib.infer.correct`` should run it at (``working_side``, else the model's).
-
-    ``half=True`` stores floating-point tensors as float16, half the size (how the shipped weights are
-    kept small); :func:`load_generator` casts them back to the model's float32. A tensor that float16
-    cannot hold (beyond its range of 65504) is an error rather than a silent infinity.
-    """
-    from safetensors.torch import save_file
-
-    net = _unwrap(model)
-    if not isinstance(net, UNetGenerator):
-        raise TypeError(f"save_generator expects a UNetGenerator, got {type(net).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
-    if half:
-        for name, t in tensors.items():
-            if t.is_floating_point():
-                if t.abs().max() > torch.finfo(torch.float16).max:
-                    raise ValueError(f"{name} has values beyond float16's range; save with half=False")
-                tensors[name] = t.half()
-    config = asdict(net.config)
-    config.pop("gemm_upsampling")  # how it computes, not what it is: the file stays the same either way
-    metadata = {"format": FILE_FORMAT, "config": json.dumps(config)}
-    side = working_side if working_side is not None else net.working_side
-    if side is not None:
-        metadata["working_side"] = str(int(side))
-    save_file(tensors, str(path), metadata=metadata)
-    return path
-
-
-def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> UNetGenerator:
-    """Rebuild a generator saved by :func:`save_generator`, on ``device`` and in eval mode.
-
-    A missing file raises ``FileNotFoundError``; a file that is not a safetensors file, or not one
-    written by :func:`save_generator`, or whose weights do not fit its configuration raises
-    :class:`ModelFileError`; every message names the file.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such generator file")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelFileError(f"{path} is not a readable safetensors file: {error}") from error
-    if metadata.get("format") != FILE_FORMAT or "config" not in metadata:
-        raise ModelFileError(
-            f"{path} is a safetensors file but not an expolib generator (no {FILE_FORMAT!r} metadata); "
-            "write it with expolib.models.save_generator"
-        )
-    try:
-        values = json.loads(metadata["config"])
-        known = {f.name for f in fields(UNetConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig fields {unknown}")
-        config = UNetConfig(**values)
-    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-        raise ModelFileError(f"{path} has an invalid generator configuration: {error}") from error
-    model = UNetGenerator(config)
-    try:
-        model.load_state_dict(state, strict=True)
-        model.working_side = int(metadata["working_side"]) if "working_side" in metadata else None
-    except (RuntimeError, ValueError) as error:
-        raise ModelFileError(f"{path}: the weights do not match the saved configuration: {error}") from error
-    return model.to(device).eval()

@@ -12,7 +12,8 @@ from typing import Optional, Union
 
 import torch
 
-from expolib.models import UNetGenerator, load_generator
+from expolib.modelfile import load_generator
+from expolib.models import UNetGenerator
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PRETRAINED_PATH = WEIGHTS_DIR / "generator_small.safetensors"
@@ -35,7 +36,7 @@ def load_pretrained(device: Union[str, torch.device] = "cpu") -> UNetGenerator:
         raise FileNotFoundError(
             f"{PRETRAINED_PATH}: the shipped generator weights are missing. Reinstall expolib, "
             "or train a generator (python -m expolib train) and pass its file with --weights / "
-            "expolib.models.load_generator(path)"
+            "expolib.modelfile.load_generator(path)"
         )
     return load_generator(PRETRAINED_PATH, device=device)
 
@@ -43,7 +44,7 @@ def load_pretrained(device: Union[str, torch.device] = "cpu") -> UNetGenerator:
 def load_model(weights: Optional[Union[str, Path]] = None,
                device: Union[str, torch.device] = "cpu") -> UNetGenerator:
     """The generator to run, in eval mode on ``device``: the file ``weights`` (written by
-    :func:`expolib.models.save_generator`) when given, else the shipped one.
+    :func:`expolib.modelfile.save_generator`) when given, else the shipped one.
 
     A missing file is ``FileNotFoundError`` and an unreadable one
     :class:`expolib.models.ModelFileError`, both naming the file; there is no fallback to an untrained

@@ -42,7 +42,8 @@ from expolib.distributed import gather, init_distributed, stop_agreed
 from expolib.history import BATCH_KEYS, History
 from expolib.imageio import to_uint8_image
 from expolib.metrics import psnr_batch
-from expolib.models import PatchDiscriminator, UNetGenerator, save_generator
+from expolib.modelfile import save_generator
+from expolib.models import PatchDiscriminator, UNetGenerator
 from expolib.pix2pix import Pix2Pix, TrainingDiverged
 from expolib.trainconfig import TrainConfig, lr_factor
 from expolib.transforms import denormalize
@@ -263,8 +264,8 @@ class Trainer:
 
     def export_generator(self, path: PathLike, half: bool = False) -> Path:
         """Save the generator for shipping (safetensors with its configuration), see
-        :func:`expolib.models.save_generator`; ``half=True`` stores its floats as float16 (half the
-        size). Load it back with :func:`expolib.models.load_generator`."""
+        :func:`expolib.modelfile.save_generator`; ``half=True`` stores its floats as float16 (half the
+        size). Load it back with :func:`expolib.modelfile.load_generator`."""
         # a model trained on crops of whole scenes corrects best at that scale (expolib.infer.correct)
         side = self.config.image_size if self.config.crop_scale is not None else None
         return save_generator(self.generator, path, half=half, working_side=side)

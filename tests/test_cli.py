@@ -16,7 +16,8 @@ from PIL import Image
 
 import expolib
 from expolib.cli import SUBCOMMANDS, build_parser, main
-from expolib.models import UNetConfig, UNetGenerator, save_generator
+from expolib.modelfile import save_generator
+from expolib.models import UNetConfig, UNetGenerator
 
 COMMANDS = ("train", "evaluate", "correct", "bench")
 

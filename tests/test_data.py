@@ -383,7 +383,8 @@ def test_shipped_photos_are_split_by_scene_and_credited() -> None:
         assert f"`{r['file']}`" in attribution and r["author"] in attribution and r["licence"] in attribution
         assert r["split"] in EMBEDDED_SPLIT and r["scene"] in EMBEDDED_SPLIT[r["split"]]
     splits = {split: set(EMBEDDED_SPLIT[split]) for split in ("train", "val", "test")}
-    assert not (splits["train"] & splits["val"] or splits["train"] & splits["test"] or splits["val"] & splits["test"])
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    assert not (train & val or train & test or val & test)
     tests = [r for r in records if r["split"] == "test"]
     assert len(tests) >= 6 and len({r["tag"] for r in tests}) >= 4  # varied content
     photo = load_embedded_photo(tests[0]["scene"])

@@ -17,7 +17,8 @@ from expolib.cli.correct import add_cli
 from expolib.exposure import render_exposure
 from expolib.infer import apply_affine, correct, fit_local_affine
 from expolib.metrics import psnr
-from expolib.models import UNetConfig, UNetGenerator, save_generator
+from expolib.modelfile import save_generator
+from expolib.models import UNetConfig, UNetGenerator
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from expolib.config import get_budget
+from expolib.modelfile import ModelFileError, load_generator, save_generator
 from expolib.models import (
-    ModelFileError,
     PatchConfig,
     PatchDiscriminator,
     UNetConfig,
@@ -18,9 +18,7 @@ from expolib.models import (
     discriminator_from_budget,
     generator_from_budget,
     init_weights,
-    load_generator,
     receptive_field,
-    save_generator,
 )
 
 

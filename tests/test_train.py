@@ -24,7 +24,8 @@ from expolib.history import History
 from expolib.imageio import ImageLoadError
 from expolib.layers import GemmConvTranspose2d, use_gemm_transposed_convolutions
 from expolib.loops import endless, fit_reconstruction
-from expolib.models import UNetConfig, UNetGenerator, load_generator, save_generator
+from expolib.modelfile import load_generator, save_generator
+from expolib.models import UNetConfig, UNetGenerator
 from expolib.pix2pix import Pix2Pix, TrainingDiverged
 from expolib.trainconfig import TrainConfig, lr_factor
 from expolib.trainer import Trainer

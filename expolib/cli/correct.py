@@ -106,7 +106,7 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("inputs", nargs="*", metavar="IN", help="photos or folders of photos")
     p.add_argument("--out", metavar="DIR", help="folder for the corrected photos")
     p.add_argument("--mode", choices=MODES, default="guided", help="guided (default, fast) or direct")
-    p.add_argument("--weights", help="a generator saved with expolib.models.save_generator")
+    p.add_argument("--weights", help="a generator saved with expolib.modelfile.save_generator")
     p.add_argument("--working-side", type=int, default=None,
                    help="long side the network sees in guided mode (default: the model's own, else 512)")
     p.add_argument("--recursive", action="store_true", help="also correct photos in sub-folders")

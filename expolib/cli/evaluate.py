@@ -63,7 +63,7 @@ def add_cli(subparsers: Any) -> None:
         "embedded test photos (or the MSEC test set with --msec) and print one table per metric.",
     )
     p.add_argument(
-        "--weights", help="a generator saved with expolib.models.save_generator (default: the shipped one)"
+        "--weights", help="a generator saved with expolib.modelfile.save_generator (default: the shipped one)"
     )
     p.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")
     p.add_argument("--expert", default="c", help="MSEC expert whose retouch is the ground truth (default c)")
