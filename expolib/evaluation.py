@@ -2,7 +2,10 @@
 
 :func:`evaluate` runs any corrector (a generator, a baseline, the identity) over a dataset of pairs, one
 photo at a time, and returns an :class:`EvaluationTable`: the metrics of every item, their means per
-EV level and overall. :func:`compare` puts several tables side by side for one metric.
+EV level and over the mis-exposed levels. :func:`compare` puts several tables side by side for one
+metric; :meth:`EvaluationTable.per_scene` shows where a corrector wins and loses, photo by photo.
+No summary averages EV 0 with the other levels: there the input *is* the ground truth, and doing
+nothing scores an infinite PSNR that would swamp any mean.
 The command line ``python -m expolib evaluate`` (:mod:`expolib.cli.evaluate`) does this for the shipped
 model and every baseline. Correctors follow :mod:`expolib.corrector`.
 """
@@ -18,14 +21,15 @@ from typing import Any, Optional, Union
 from tqdm.auto import tqdm
 
 from expolib.corrector import Corrector, run_corrector
-from expolib.metrics import HIGHER_IS_BETTER, METRICS, delta_e00, psnr, ssim
+from expolib.metrics import HIGHER_IS_BETTER, METRICS, checkerboard, delta_e00, psnr, ssim
 from expolib.transforms import denormalize
 
-METRIC_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓"}
+METRIC_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓",
+                 "checkerboard": "checkerboard (1 = as the truth)"}
 OVERALL = "all"
 MISEXPOSED = "EV ≠ 0"  # label of the mean over the mis-exposed levels, the ones that need correcting
 UNKNOWN = "unknown"  # the group of items whose EV is not known (NaN), such as PairFolder's pairs
-METRIC_FUNCTIONS = {"psnr": psnr, "ssim": ssim, "delta_e00": delta_e00}
+METRIC_FUNCTIONS = {"psnr": psnr, "ssim": ssim, "delta_e00": delta_e00, "checkerboard": checkerboard}
 
 
 def _format(value: Any, digits: int = 3) -> str:
@@ -113,12 +117,19 @@ class EvaluationTable:
         return len(self.select(ev))
 
     def _groups(self) -> list[tuple[str, Union[float, str, None]]]:
-        groups: list[tuple[str, Union[float, str, None]]] = [(_ev_label(ev), ev) for ev in self.evs]
-        if any(ev == 0 for ev in self.evs) and len(self.evs) > 1:
-            groups.append((MISEXPOSED, "misexposed"))
-        if self.has_unknown:
-            groups.append((UNKNOWN, UNKNOWN))
-        return [*groups, (OVERALL, None)]
+        return _ev_groups(self.evs, self.has_unknown)
+
+    def per_scene(self, metric: str = "psnr") -> Table:
+        """One row per scene: ``metric`` at each EV level (and the mis-exposed mean), to see which
+        photos a corrector handles and which it does not."""
+        groups = [(label, ev) for label, ev in self._groups()]
+        scenes = sorted({str(r["scene"]) for r in self.records})
+        rows = []
+        for scene in scenes:
+            part = EvaluationTable(self.name, [r for r in self.records if r["scene"] == scene], self.metrics)
+            rows.append([scene, *(part.mean(metric, ev) for _, ev in groups)])
+        title = f"{self.name}: {METRIC_LABELS[metric]} per scene"
+        return Table(["scene", *(label for label, _ in groups)], rows, title=title, digits=_digits(metric))
 
     def summary(self) -> list[dict[str, Any]]:
         """One dict per EV level, the mis-exposed levels together (when EV 0 is present), the items of
@@ -152,21 +163,34 @@ class EvaluationTable:
 
 
 def compare(tables: Mapping[str, EvaluationTable] | Sequence[EvaluationTable], metric: str = "psnr") -> Table:
-    """One metric for several correctors: a row per corrector, a column per EV level and overall."""
+    """One metric for several correctors: a row per corrector, a column per EV level and the
+    mis-exposed mean (or overall, when EV 0 is not mixed in)."""
     if isinstance(tables, Mapping):
         named = list(tables.items())
     else:
         named = [(t.name, t) for t in tables]
     evs = sorted({ev for _, t in named for ev in t.evs})
-    groups: list[tuple[str, Union[float, str, None]]] = [(f"EV {_ev_label(ev)}", ev) for ev in evs]
-    if 0.0 in evs and len(evs) > 1:
-        groups.append((MISEXPOSED, "misexposed"))
-    if any(t.has_unknown for _, t in named):
-        groups.append((f"EV {UNKNOWN}", UNKNOWN))
-    groups.append((OVERALL, None))
+    groups = _ev_groups(evs, any(t.has_unknown for _, t in named), prefix="EV ")
     header = ["method", *(label for label, _ in groups)]
     rows = [[name, *(t.mean(metric, ev) for _, ev in groups)] for name, t in named]
-    return Table(header, rows, title=METRIC_LABELS[metric], digits=2 if metric != "ssim" else 3)
+    return Table(header, rows, title=METRIC_LABELS[metric], digits=_digits(metric))
+
+
+def _digits(metric: str) -> int:
+    return 3 if metric in ("ssim", "checkerboard") else 2
+
+
+def _ev_groups(evs: Sequence[float], has_unknown: bool,
+               prefix: str = "") -> list[tuple[str, Union[float, str, None]]]:
+    """The columns of a summary: each EV level, then the mis-exposed levels together when EV 0 is
+    among them (and then no overall mean, which would average in EV 0), the unknown EVs, and overall."""
+    groups: list[tuple[str, Union[float, str, None]]] = [(f"{prefix}{_ev_label(ev)}", ev) for ev in evs]
+    with_ev0 = any(ev == 0 for ev in evs) and len(evs) > 1
+    if with_ev0:
+        groups.append((MISEXPOSED, "misexposed"))
+    if has_unknown:
+        groups.append((f"{prefix}{UNKNOWN}", UNKNOWN))
+    return groups if with_ev0 else [*groups, (OVERALL, None)]
 
 
 def evaluate(

@@ -188,5 +188,31 @@ def correct(
     return guided_upsample(coeffs, photo, tile_rows=tile_rows)
 
 
-__all__ = ["MODES", "apply_affine", "correct", "downsample", "fit_local_affine", "guided_upsample",
-           "run_network", "working_size"]
+class PhotoCorrector:
+    """A generator run the way :func:`correct` runs it, as a :data:`~expolib.corrector.Corrector`.
+
+    Evaluation calls correctors on normalised tensors; this one turns the tensor into an 8-bit photo,
+    corrects it with ``mode`` and ``working_side`` exactly as ``python -m expolib correct`` would
+    (rounding to 8 bits included) and hands the result back normalised, so the scores measure what a
+    user gets.
+    """
+
+    def __init__(self, model: Corrector, mode: str = "guided", working_side: Optional[int] = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+        self.model, self.mode, self.working_side = model, mode, working_side
+        side = working_side or getattr(model, "working_side", None) or DEFAULT_WORKING_SIDE
+        self.name = f"model ({mode}, {side} px)" if mode == "guided" else "model (direct)"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [-1, 1] -> the corrected batch, same shape and range, on the CPU."""
+        outputs = []
+        for image in images:
+            photo = to_uint8_image(image.clamp(-1.0, 1.0), normalized=True)
+            fixed = correct(self.model, photo, mode=self.mode, working_side=self.working_side)
+            outputs.append(normalize(to_tensor01(fixed)))
+        return torch.stack(outputs)
+
+
+__all__ = ["DEFAULT_WORKING_SIDE", "MODES", "PhotoCorrector", "apply_affine", "correct", "downsample",
+           "fit_local_affine", "guided_upsample", "run_network", "working_size"]

@@ -11,6 +11,7 @@ from expolib.baselines import Identity
 from expolib.cli.evaluate import add_cli
 from expolib.corrector import run_corrector
 from expolib.evaluation import EvaluationTable, compare, evaluate
+from expolib.data import embedded_photos
 from expolib.metrics import METRICS
 
 EVS = (-1.0, 0.0, 1.0)
@@ -33,18 +34,18 @@ def test_identity_table_structure_counts_and_values() -> None:
     assert table.evs == list(EVS)
     assert [table.count(ev) for ev in EVS] == [2, 2, 2] and table.count() == 6
     summary = table.summary()
-    assert [row["ev"] for row in summary] == ["-1.0", "0.0", "+1.0", "EV ≠ 0", "all"]
-    assert [row["count"] for row in summary] == [2, 2, 2, 4, 6]
+    assert [row["ev"] for row in summary] == ["-1.0", "0.0", "+1.0", "EV ≠ 0"]  # no mean with EV 0
+    assert [row["count"] for row in summary] == [2, 2, 2, 4]
     assert all(set(METRICS) | {"count", "ev"} == set(row) for row in summary)
     assert math.isinf(table.mean("psnr", 0.0)) and table.mean("ssim", 0.0) == pytest.approx(1.0)
     # An error of 0.2 in [-1, 1] is 0.1 in [0, 1]: 20 dB.
     assert table.mean("psnr", -1.0) == pytest.approx(20.0, abs=1e-4)
     assert table.mean("delta_e00", 1.0) > 0
     markdown = table.to_markdown()
-    assert markdown.count("\n") == 1 + 1 + 1 + 5  # title, blank, header, rule, 5 rows (3 EVs, EV ≠ 0, all)
+    assert markdown.count("\n") == 1 + 1 + 1 + 4  # title, blank, header, rule, 4 rows (3 EVs, EV ≠ 0)
     assert "| +1.0 |" in markdown and "inf" in markdown
     assert table.mean("psnr", "misexposed") == pytest.approx(20.0, abs=1e-4)
-    assert table._repr_html_().startswith("<table>") and table._repr_html_().count("<tr>") == 6
+    assert table._repr_html_().startswith("<table>") and table._repr_html_().count("<tr>") == 5
     best, worst = table.ranked("psnr")[0], table.ranked("psnr")[-1]
     assert best["ev"] == 0.0 and worst["ev"] != 0.0
 
@@ -79,7 +80,7 @@ def test_compare_puts_correctors_side_by_side() -> None:
     tables = {"identity": evaluate(Identity(), data, progress=False),
               "grey": evaluate(lambda x: torch.zeros_like(x), data, progress=False)}
     table = compare(tables, "ssim")
-    assert table.header == ["method", "EV -1.0", "EV 0.0", "EV +1.0", "EV ≠ 0", "all"]
+    assert table.header == ["method", "EV -1.0", "EV 0.0", "EV +1.0", "EV ≠ 0"]
     assert [row[0] for row in table.rows] == ["identity", "grey"]
     assert table.rows[0][2] == pytest.approx(1.0)
 
@@ -96,9 +97,56 @@ def test_cli_evaluates_baselines_on_the_embedded_test_photos(capsys: pytest.Capt
     status = _cli(["evaluate", "--no-model", "--baselines", "identity,report3x3", "--side", "48", "--quiet"])
     out = capsys.readouterr().out
     assert status == 0
-    assert "10 items" in out  # two test photos x five EVs
+    items = len(embedded_photos("test")) * 5  # every test photo at five EVs
+    assert out.count(f"{items} items") == 2  # the book's camera and the held-out one
+    assert "held out from training" in out
     assert "| identity |" in out and "| report3x3 |" in out and "PSNR" in out and "ΔE00" in out
+    assert "checkerboard" in out and "| all |" not in out
     assert _cli(["evaluate", "--no-model", "--baselines", "nonsense", "--quiet"]) == 2
+
+
+def test_cli_runs_the_model_as_correct_does_with_per_scene_tables(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from expolib.modelfile import save_generator
+    from expolib.models import UNetConfig, UNetGenerator
+
+    weights = save_generator(UNetGenerator(UNetConfig(ngf=4, depth=3, residual=True)), tmp_path / "g.safetensors",
+                             working_side=32)
+    argv = ["evaluate", "--weights", str(weights), "--baselines", "", "--side", "40", "--quiet",
+            "--camera", "plain", "--per-scene"]
+    assert _cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "model (guided, 32 px)" in out and "per scene" in out
+    for scene in embedded_photos("test"):
+        assert f"| {scene[0]} |" in out
+    assert _cli([*argv[:-3], "--mode", "direct", "--camera", "held-out"]) == 0
+    out = capsys.readouterr().out
+    assert "model (direct)" in out and out.count(" items") == 1
+
+
+def test_cli_evaluates_a_folder_of_pairs_and_reports_a_bad_one(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for folder in ("in", "gt"):
+        (tmp_path / folder).mkdir()
+        for name in ("a", "b"):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / folder / f"{name}.png")
+    argv = ["evaluate", "--no-model", "--baselines", "identity", "--quiet", "--side", "24", "--pairs",
+            str(tmp_path / "in"), str(tmp_path / "gt")]
+    assert _cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 items" in out and "EV unknown" in out
+    (tmp_path / "in" / "c.png").write_bytes((tmp_path / "in" / "a.png").read_bytes())  # no ground truth
+    status = _cli(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error:") and "c.png" in err and err.count("\n") == 1
+    assert _cli([*argv[:-3], "--pairs", str(tmp_path / "missing"), str(tmp_path / "gt")]) == 2
+    assert "missing" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(
@@ -115,7 +163,7 @@ def test_shipped_model_beats_every_baseline_in_psnr_at_every_misexposed_level() 
     dataset = EmbeddedPairs(split="test", size=None, augment=False, max_side=get_budget("standard").eval_side)
     items = [dataset[i] for i in range(len(dataset))]  # render once, evaluate many times
     model = evaluate(load_pretrained(), items, metrics=("psnr",), progress=False)
-    assert model.count() == 10
+    assert model.count() == len(embedded_photos("test")) * 5
     for name, factory in BASELINES.items():
         baseline = evaluate(factory(), items, metrics=("psnr",), progress=False)
         for ev in model.evs:

@@ -1,4 +1,5 @@
-"""``python -m expolib evaluate``: the model and the baselines on held-out photos, one table per metric."""
+"""``python -m expolib evaluate``: the model, run as ``correct`` runs it, and the baselines on held-out
+photos; one table per metric, per exposure level, for each rendering of the test photos."""
 
 from __future__ import annotations
 
@@ -12,17 +13,31 @@ from expolib.evaluation import compare, evaluate_many
 from expolib.metrics import METRICS
 from expolib.pretrained import load_model, model_source
 
+CAMERA_CHOICES = ("plain", "held-out", "both")
+TABLE_METRICS = (*METRICS, "checkerboard")
 
-def _test_dataset(args: argparse.Namespace) -> Any:
+
+def _datasets(args: argparse.Namespace, side: int) -> list[tuple[str, Any]]:
+    """(description, dataset) pairs to evaluate on: MSEC's test split, a folder of pairs, or the
+    embedded test photos rendered by the book's camera and/or by a camera held out from training."""
     from expolib import data, filepairs
-    from expolib.config import get_budget
+    from expolib.camera import HELD_OUT_CAMERA
 
-    side = args.side or get_budget().eval_side
     if args.msec:
         root = Path(args.msec)
-        return filepairs.MSECPairs(root, split="test", expert=args.expert, size=None, augment=False,
+        msec = filepairs.MSECPairs(root, split="test", expert=args.expert, size=None, augment=False,
                                    max_side=side)
-    return data.EmbeddedPairs(split="test", size=None, augment=False, max_side=side)
+        return [(f"the MSEC test set at {root} (expert {args.expert})", msec)]
+    if args.pairs:
+        inputs, targets = args.pairs
+        pairs = filepairs.PairFolder(inputs, targets, size=None, augment=False, max_side=side)
+        return [(f"the pairs in {inputs} and {targets}", pairs)]
+    cameras = {"plain": (None, "the book's camera"),
+               "held-out": (HELD_OUT_CAMERA, "a camera held out from training")}
+    chosen = list(cameras) if args.camera == "both" else [args.camera]
+    return [(f"the embedded test photos (long side {side} px) rendered by {cameras[c][1]}",
+             data.EmbeddedPairs(split="test", size=None, augment=False, max_side=side, camera=cameras[c][0]))
+            for c in chosen]
 
 
 @guarded
@@ -30,6 +45,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     """The ``evaluate`` command; a missing or unreadable file, or a bad option, is one line on stderr
     and exit status 2 (see :mod:`expolib.cli.errors`)."""
     from expolib.baselines import BASELINES
+    from expolib.config import get_budget
+    from expolib.infer import PhotoCorrector
 
     names = list(BASELINES) if args.baselines == "all" else [n for n in args.baselines.split(",") if n]
     unknown = [n for n in names if n not in BASELINES]
@@ -38,19 +55,33 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--baselines", f"unknown baseline {unknown[0]!r}; choose from {choices}")
     if args.no_model and not names:
         raise UsageError("--no-model", "nothing to evaluate: give a model or at least one baseline")
+    for option in ("side", "working_side", "max_items"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UsageError("--" + option.replace("_", "-"), f"must be a positive number, got {value}")
+    side = args.side or get_budget().eval_side
+    datasets = _datasets(args, side)  # a missing or wrongly laid out folder stops here, before any work
     correctors: dict[str, Corrector] = {}
     if not args.no_model:
-        correctors["model"] = load_model(args.weights, device=args.device or "cpu")
-    dataset = _test_dataset(args)
+        model = PhotoCorrector(load_model(args.weights, device=args.device or "cpu"), args.mode,
+                               args.working_side)
+        correctors[model.name] = model
+        print(f"model: {model_source(args.weights)}, run as `correct --mode {args.mode}` runs it")
     for n in names:
         correctors[n] = BASELINES[n]().eval()
-    tables = evaluate_many(correctors, dataset, max_items=args.max_items, progress=not args.quiet)
-    source = f"MSEC test set at {args.msec}" if args.msec else "the embedded test photos"
-    print(f"Evaluated on {source} ({tables[next(iter(tables))].count()} items)"
-          + (f"; model weights: {model_source(args.weights)}" if not args.no_model else ""))
-    for metric in METRICS:
-        print()
-        print(compare(tables, metric).to_markdown())
+    for description, dataset in datasets:
+        tables = evaluate_many(correctors, dataset, max_items=args.max_items, metrics=TABLE_METRICS,
+                               progress=not args.quiet)
+        print(f"\n## {description}: {tables[next(iter(tables))].count()} items\n")
+        print("Mean over the mis-exposed levels in 'EV ≠ 0'; at EV 0 the input is the ground truth itself. "
+              "Checkerboard: period-2 energy of the output over the ground truth's (1 is right).")
+        for metric in TABLE_METRICS:
+            print()
+            print(compare(tables, metric).to_markdown())
+        if args.per_scene:
+            for table in tables.values():
+                print()
+                print(table.per_scene("psnr").to_markdown())
     return 0
 
 
@@ -58,14 +89,25 @@ def add_cli(subparsers: Any) -> None:
     """Add ``evaluate``: the shipped model (or ``--weights``) and the baselines on the test photos."""
     p = subparsers.add_parser(
         "evaluate",
-        help="measure PSNR, SSIM and colour difference per EV for the model and the baselines",
-        description="Evaluate the shipped generator (or --weights) and the classical baselines on the "
-        "embedded test photos (or the MSEC test set with --msec) and print one table per metric.",
+        help="measure PSNR, SSIM, colour difference and checkerboard per EV for the model and the baselines",
+        description="Evaluate the shipped generator (or --weights), run the way `correct` runs it, and the "
+        "classical baselines on the embedded test photos (rendered by the book's camera and by a camera "
+        "held out from training), the MSEC test set (--msec) or your own pairs (--pairs); one table per "
+        "metric, per exposure level and over the mis-exposed levels.",
     )
     p.add_argument(
         "--weights", help="a generator saved with expolib.modelfile.save_generator (default: the shipped one)"
     )
-    p.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")
+    p.add_argument("--mode", choices=("guided", "direct"), default="guided",
+                   help="how the model corrects a photo, as in `correct` (default guided)")
+    p.add_argument("--working-side", type=int, default=None,
+                   help="long side the network sees in guided mode (default: the model's own, else 512)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")
+    source.add_argument("--pairs", nargs=2, metavar=("INPUT_DIR", "TARGET_DIR"),
+                        help="your own pairs: inputs and ground truths matched by file name")
+    p.add_argument("--camera", choices=CAMERA_CHOICES, default="both",
+                   help="for the embedded test photos: which rendering of the exposure errors (default both)")
     p.add_argument("--expert", default="c", help="MSEC expert whose retouch is the ground truth (default c)")
     p.add_argument(
         "--side", type=int, default=None,
@@ -73,6 +115,8 @@ def add_cli(subparsers: Any) -> None:
     )
     p.add_argument("--baselines", default="all", help="comma-separated baseline names, 'all' (default) or ''")
     p.add_argument("--no-model", action="store_true", help="evaluate the baselines only")
+    p.add_argument("--per-scene", action="store_true",
+                   help="also print a PSNR table per photo for each method")
     p.add_argument("--max-items", type=int, default=None, help="stop after this many pairs")
     p.add_argument("--device", default=None, help="where the model runs (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
