@@ -129,6 +129,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
             kwargs.update(choices=UPSAMPLING if f.name == "upsample" else CAMERAS)
         elif f.name == "residual":
             kwargs.update(type=parse_switch, metavar="on|off")
+        elif f.name == "crop_scale":
+            kwargs.update(type=float, metavar="X")
         elif f.type in ("int", int):
             kwargs.update(type=int)
         elif f.type in ("float", float):
