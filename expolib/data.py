@@ -194,6 +194,10 @@ class _RenderedPairs(Dataset):
         self.seed = seed
         self.noise = noise
         self.camera = camera
+        if transform is None and augment and size is not None and isinstance(camera, CameraFamily):
+            # the family varies colour already (white balance); input-only jitter at EV 0 would teach
+            # the model to change photos that need no change
+            transform = PairedTransform(size, train=True, scale=scale, jitter_p=0.0)
         self.transform = default_transform(size, augment, transform, scale)
         if size is not None and self.transform.train and self.transform.scale is not None:
             # the rescaled crop never needs more than this long side (short side at most 2x smaller)

@@ -396,6 +396,10 @@ def test_camera_family_items_draw_their_ev_and_are_repeatable() -> None:
 
     ds = EmbeddedPairs("val", size=48, camera=DEFAULT_FAMILY, scale=(1.0, 1.5), crops_per_photo=2)
     assert ds.max_side is not None and ds.max_side <= 2 * 48 * 1.5 + 1
+    assert ds.transform.jitter_p == 0.0  # the family varies colour itself; EV 0 items stay identical
+    torch.manual_seed(0)
+    ev0 = [it for it in (ds[i] for i in range(len(ds))) if it["ev"] == 0.0]
+    assert ev0 and all(torch.equal(it["input"], it["target"]) for it in ev0)
     torch.manual_seed(3)
     first = [ds[i] for i in range(8)]
     torch.manual_seed(3)
