@@ -218,7 +218,7 @@ class CameraFamily:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-DEFAULT_FAMILY = CameraFamily(min_abs_ev=0.5, p_ev0=0.35, target_ev=0.4)
+DEFAULT_FAMILY = CameraFamily(min_abs_ev=0.5, p_ev0=0.4, target_ev=0.4)
 """The family ``python -m expolib train --camera random`` trains with (chosen on the validation split)."""
 
 __all__ = [
