@@ -50,9 +50,10 @@ def _umask() -> int:
 
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename it over ``path``: a crash
-    mid-write leaves the previous file whole."""
+    mid-write leaves the previous file whole. A failed write (a full disk, say) is an ``OSError``
+    naming ``path``: PyTorch's zip writer reports it as a ``RuntimeError`` that hides the cause."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -60,10 +61,31 @@ def atomic_save(obj: Any, path: Path) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, RuntimeError) and "write" in str(error).lower():
+            raise OSError(f"{path}: could not write the checkpoint (disk full?); the previous one is kept: "
+                          f"{error}") from error
+        if isinstance(error, OSError) and str(path) not in str(error):
+            raise OSError(error.errno, f"{path}: could not write the checkpoint ({error.strerror or error}); "
+                          "the previous one is kept") from error
         raise
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_save` leaves when a run is killed mid-write; returns
+    what was removed."""
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(f".*.pt.*{TEMP_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 CHECKPOINT_KEYS = ("format", "config", "epoch", "step_in_epoch", "global_step", "generator", "discriminator",
@@ -80,9 +102,12 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # zip, pickle and EOF errors all mean the same thing here
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): {type(error).__name__}: {error}"
-        ) from error
+        detail = str(error).split("\n")[0]
+        if "weights_only" in str(error) or "Weights only" in str(error):
+            # PyTorch's message advises weights_only=False, which would run code from the file: never
+            # pass that on for a file the reader did not make
+            detail = "it holds objects other than tensors and plain values, which are not loaded"
+        raise CheckpointError(f"{path} is not a readable expolib checkpoint: {detail}") from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an expolib training checkpoint (format {CHECKPOINT_FORMAT!r})")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
@@ -240,8 +265,7 @@ class ResumableBatches:
 
 
 __all__ = [
-    "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "DATA_FIELDS", "CheckpointError",
-    "ResumableBatches",
-    "SeededItems", "SkipSampler", "atomic_save", "check_resumable", "load_checkpoint",
-    "rng_state", "seed_worker", "set_rng_state",
+    "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "DATA_FIELDS", "TEMP_SUFFIX",
+    "CheckpointError", "ResumableBatches", "SeededItems", "SkipSampler", "atomic_save", "check_resumable",
+    "load_checkpoint", "remove_stale_temporaries", "rng_state", "seed_worker", "set_rng_state",
 ]

@@ -34,6 +34,7 @@ from expolib.checkpoint import (
     atomic_save,
     check_resumable,
     load_checkpoint,
+    remove_stale_temporaries,
     rng_state,
     set_rng_state,
 )
@@ -121,23 +122,26 @@ def _epoch_line(row: dict[str, float], epochs: int, validated: bool) -> str:
 
 @contextlib.contextmanager
 def _sigint_stops(state: RunState, report: Callable[[str], None]) -> Iterator[None]:
-    """First Ctrl-C: finish the step, save, stop. A second one interrupts at once."""
+    """First Ctrl-C, or SIGTERM (what ``docker stop``, SLURM and Kubernetes send): finish the step,
+    save, stop. A second one interrupts at once."""
 
     def handler(signum: int, frame: Any) -> None:
         if state.stop_asked:
             raise KeyboardInterrupt
         state.stop_asked = True
-        report("stopping after this step (Ctrl-C again to stop at once)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        report(f"{name}: stopping after this step (Ctrl-C again to stop at once)")
 
-    previous = None
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError):  # not allowed here (e.g. some embedded interpreters)
-            previous = signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):  # not allowed here (some embedded interpreters)
+                previous[signum] = signal.signal(signum, handler)
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -288,8 +292,12 @@ class Trainer:
         checkpoint as it was. A NaN or infinite loss raises :class:`TrainingDiverged` and leaves the
         checkpoints as they were; see there for what it leaves in memory.
         """
+        if self.process.main:
+            remove_stale_temporaries(self.out_dir)  # left by a run killed while it was writing
         if resume:
             path = self.last_path if resume is True else Path(resume)
+            if path.is_dir():  # a run folder means the run's last checkpoint
+                path = path / self.last_path.name
             if path.is_file() or resume is not True:
                 self.load_state_dict(load_checkpoint(path), source=path)
                 self._print(f"resumed from {path} at epoch {self.epoch + 1}, step {self.step_in_epoch}")

@@ -3,9 +3,11 @@ and the command line."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import os
+import signal
 import subprocess
 import sys
 from itertools import islice
@@ -538,3 +540,96 @@ def test_torchrun_with_two_cpu_processes_writes_one_checkpoint(tmp_path: Path) -
     assert files.count("last.pt") == 1 and not [f for f in files if f.endswith(".tmp")]
     state = load_checkpoint(out / "last.pt")
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["global_step"] == 2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Faults while training: SIGTERM, run folders, leftovers, full disks, exports, foreign checkpoints
+
+
+class TermAt(TinyPairs):
+    """TinyPairs that sends this process SIGTERM (what `docker stop` or SLURM send) at one load."""
+
+    def __init__(self, term_at: int) -> None:
+        super().__init__()
+        self.term_at = term_at
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.calls + 1 == self.term_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().__getitem__(index)
+
+
+def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path: Path) -> None:
+    straight = Trainer(tiny_config(tmp_path / "a"), TinyPairs())
+    straight.fit()
+    config = tiny_config(tmp_path / "b")
+    stopped = Trainer(config, TermAt(term_at=4 * 4 + 2))  # while loading the 5th batch
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    assert load_checkpoint(stopped.last_path)["global_step"] == 5  # the batch being loaded was finished
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    resumed = Trainer(config, TinyPairs())
+    resumed.fit(resume=config.out_dir)  # a run folder means its last.pt
+    assert_same_state(straight, resumed)
+
+
+def test_a_killed_runs_temporary_file_is_removed_on_the_next_start(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, epochs=1)
+    run = Path(config.out_dir)
+    run.mkdir(parents=True)
+    leftover = run / ".last.pt.abc123.tmp"
+    leftover.write_bytes(b"")
+    Trainer(config, TinyPairs()).fit(max_steps=1)
+    assert not leftover.exists() and (run / "last.pt").is_file()
+
+
+def test_resume_with_a_run_folder_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_CLI, "--out", str(out), "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(tmp_path / "other"), "--resume", str(out)],
+                                  capsys)
+    assert status == 0 and any(f"resumed from {out / 'last.pt'}" in line for line in lines), lines
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import expolib.checkpoint as checkpoint
+
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_CLI, "--out", str(out), "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    before = (out / "last.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj: Any, handle: Any) -> None:
+        real_save(obj, handle)
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(out), "--resume"], capsys)
+    errors = [line for line in lines if line.startswith("error:")]
+    assert status == 2 and len(errors) == 1 and str(out / "last.pt") in errors[0], lines
+    assert not any("Traceback" in line for line in lines)
+    assert (out / "last.pt").read_bytes() == before  # the previous checkpoint is whole
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_export_onto_a_folder_is_refused_before_training(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    out = tmp_path / "run"
+    status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(out), "--export", str(folder)], capsys)
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: --export:") and "folder" in lines[0]
+    assert not out.exists()  # nothing was trained
+
+
+def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.pt"
+    torch.save({"format": "expolib.train/1", "payload": argparse.Namespace(a=1)}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "foreign.pt" in message and "weights_only" not in message and "\n" not in message

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Optional
 
 from torch.utils.data import Dataset
@@ -149,10 +151,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_budget(get_budget(args.budget), **overrides)
 
 
+def _check_export_path(path: Path) -> None:
+    """Refuse an export path that cannot take the generator file: a folder, or a missing or read-only
+    parent folder."""
+    if path.is_dir():
+        example = path / "generator.safetensors"
+        raise UsageError("--export", f"{path} is a folder; give a file name such as {example}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError("--export", f"{parent} is not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK):
+        raise UsageError("--export", f"cannot write into {parent}")
+
+
 @guarded
 def _run_cli(args: argparse.Namespace) -> int:
     if args.export_half and not args.export:
         raise UsageError("--export-half", "needs --export PATH")
+    if args.export:
+        _check_export_path(Path(args.export))  # before hours of training, not after
     config = config_from_args(args)  # bad settings, a missing folder, a dataset laid out wrongly: exit 2
     train_set, val_set = _datasets(args, config)
     trainer = Trainer(config, train_set, val_set)
