@@ -583,12 +583,13 @@ def test_a_killed_runs_temporary_file_is_removed_on_the_next_start(tmp_path: Pat
     assert not leftover.exists() and (run / "last.pt").is_file()
 
 
-def test_resume_with_a_run_folder_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_with_a_run_folder_on_the_command_line(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert cli.main(["train", *TINY_CLI, "--out", str(out), "--max-steps", "2"]) == 0
     capsys.readouterr()
-    status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(tmp_path / "other"), "--resume", str(out)],
-                                  capsys)
+    other = str(tmp_path / "other")
+    status, lines = _stderr_after(["train", *TINY_CLI, "--out", other, "--resume", str(out)], capsys)
     assert status == 0 and any(f"resumed from {out / 'last.pt'}" in line for line in lines), lines
 
 
@@ -622,7 +623,8 @@ def test_export_onto_a_folder_is_refused_before_training(tmp_path: Path,
     folder.mkdir()
     out = tmp_path / "run"
     status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(out), "--export", str(folder)], capsys)
-    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: --export:") and "folder" in lines[0]
+    assert status == 2 and len(lines) == 1
+    assert lines[0].startswith("error: --export:") and "folder" in lines[0]
     assert not out.exists()  # nothing was trained
 
 
