@@ -31,6 +31,13 @@ def init_distributed(device_hint: Optional[str]) -> Process:
         return Process()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and (device_hint is None or device_hint.startswith("cuda"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if use_cuda and max(local_rank + 1, local_world) > torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(
+            f"--nproc_per_node: torchrun started {local_world} processes on this machine, which has {count} "
+            f"GPU(s); start at most {count}, or pass --device cpu for CPU processes"
+        )
     if not dist.is_initialized():
         if use_cuda:
             torch.cuda.set_device(local_rank)

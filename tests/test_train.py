@@ -635,3 +635,16 @@ def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_
         load_checkpoint(path)
     message = str(caught.value)
     assert "foreign.pt" in message and "weights_only" not in message and "\n" not in message
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expolib import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"2 processes .* 1 GPU\(s\).*--device cpu"):
+        distributed.init_distributed(None)
+    assert not distributed.dist.is_initialized()
