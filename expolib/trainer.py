@@ -343,7 +343,8 @@ class Trainer:
                         "`python -m expolib train --resume`")
 
     def _loop(self, bar: tqdm, max_steps: Optional[int]) -> None:
-        config, done = self.config, 0
+        config, done, started = self.config, 0, time.perf_counter()
+        estimate_at = min(20, max(3, bar.total // 20))  # steps after which the run's length is estimated
         self.model.train()
         while self.epoch < config.epochs:
             epoch, lr = self.epoch, self.model.opt_g.param_groups[0]["lr"]
@@ -376,8 +377,13 @@ class Trainer:
                 epoch_steps += 1
                 bar.update(1)
                 rows = self.history.batches[-epoch_steps:]
-                bar.set_postfix({"epoch": epoch + 1, **{k: f"{np.mean([r[k] for r in rows]):.3g}"
-                                                        for k in BATCH_KEYS}}, refresh=False)
+                rate = done * config.batch_size * self.process.world_size / (time.perf_counter() - started)
+                means = {k: f"{np.mean([r[k] for r in rows]):.3g}" for k in BATCH_KEYS}
+                bar.set_postfix({"epoch": epoch + 1, "img/s": f"{rate:.3g}", **means}, refresh=False)
+                if done == estimate_at:
+                    left = (bar.total - bar.n) * (time.perf_counter() - started) / done
+                    self._print(f"{rate:.1f} images/s: about {left / 60:.1f} min for the {bar.total - bar.n} "
+                                "steps left (validation and checkpoints not counted)")
                 if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
                     self.save_checkpoint()
             self._end_epoch(epoch, lr, time.perf_counter() - epoch_start, epoch_steps)

@@ -648,3 +648,11 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ValueError, match=r"2 processes .* 1 GPU\(s\).*--device cpu"):
         distributed.init_distributed(None)
     assert not distributed.dist.is_initialized()
+
+
+def test_training_estimates_its_length_after_the_first_steps(tmp_path: Path) -> None:
+    lines: list[str] = []
+    trainer = Trainer(tiny_config(tmp_path, epochs=3), TinyPairs(), report=lines.append)
+    trainer.fit()
+    estimates = [line for line in lines if "steps left" in line]
+    assert len(estimates) == 1 and "images/s" in estimates[0] and "min" in estimates[0]
