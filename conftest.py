@@ -5,7 +5,10 @@ nbmake starts each notebook's kernel with this process's environment, so setting
 """
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +28,38 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Debian's Chromium, driven by Playwright: the browser tests' shared set-up.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+def browser_unavailable(reason: str) -> None:
+    """Skip when the browser is missing; with ``CI=true`` fail instead: CI must not skip it silently."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests must run in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Path of the Chromium executable; skips (fails under CI) when it is not installed."""
+    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+    if executable is None:
+        browser_unavailable("Chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
+                            "the browser tests need it")
+    return str(executable)
+
+
+@pytest.fixture
+def sync_api() -> Any:
+    """playwright's synchronous API; skips (fails under CI) when playwright is not installed."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        browser_unavailable("playwright is not installed (pip install playwright); the browser tests need it")
+    return sync_api

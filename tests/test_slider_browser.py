@@ -1,52 +1,16 @@
 """The static before/after slider in a real headless browser: moving the range input moves the split."""
 
 import io
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CHROMIUM_ARGS
 from expolib.viz import static_slider_html
-
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 
 pytestmark = pytest.mark.browser
 
-
-def _unavailable(reason: str) -> None:
-    """Skip when the browser is missing; with ``CI=true`` fail instead: CI must not skip it silently."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the browser test must run in CI)")
-    pytest.skip(reason)
-
-
-@pytest.fixture()
-def chromium() -> str:
-    """Path of the Chromium executable; skips (fails under CI) when it is not installed."""
-    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-    if executable is None:
-        _unavailable(
-            "Chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
-            "the browser test needs it"
-        )
-    return executable
-
-
-@pytest.fixture()
-def sync_api():
-    """playwright's synchronous API; skips (fails under CI) when playwright is not installed."""
-    try:
-        from playwright import sync_api
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright); the browser test needs it")
-    return sync_api
 
 RED = (220, 20, 20)
 BLUE = (20, 20, 220)
@@ -73,7 +37,7 @@ def test_moving_the_range_input_moves_the_visible_split(chromium: str, sync_api)
     )
     document = f"<!doctype html><html><body style='margin:20px;background:#fff'>{fragment}</body></html>"
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 400, "height": 300})
             page.set_content(document)

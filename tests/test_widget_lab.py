@@ -14,7 +14,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,13 +30,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CHROMIUM_ARGS
 from expolib.viz import split_image
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 SERVER_START_S = 90
 UI_TIMEOUT_MS = 90_000
 
@@ -59,35 +54,6 @@ from expolib.viz import show_comparison
 
 viewer = show_comparison(samples, width=256, static=False)
 """
-
-
-def _unavailable(reason: str) -> None:
-    """Skip when the browser is missing; with ``CI=true`` fail instead: CI must not skip it silently."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the browser test must run in CI)")
-    pytest.skip(reason)
-
-
-@pytest.fixture()
-def chromium() -> str:
-    """Path of the Chromium executable; skips (fails under CI) when it is not installed."""
-    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-    if executable is None:
-        _unavailable(
-            "Chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
-            "the JupyterLab widget test needs it"
-        )
-    return executable
-
-
-@pytest.fixture()
-def sync_api():
-    """playwright's synchronous API; skips (fails under CI) when playwright is not installed."""
-    try:
-        from playwright import sync_api
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright); the browser test needs it")
-    return sync_api
 
 
 class Lab:
@@ -277,7 +243,7 @@ def test_the_widget_follows_the_slider_and_the_photo_choice_in_jupyterlab(
     chromium: str, sync_api, jupyterlab: Lab, tmp_path: Path
 ) -> None:
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(UI_TIMEOUT_MS)
         try:
