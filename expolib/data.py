@@ -134,17 +134,17 @@ def item_seed(seed: int, index: int) -> int:
 
 
 def default_transform(size: Optional[int], augment: bool, transform: Optional[PairedTransform] = None,
-                      scale: Optional[tuple[float, float]] = None) -> PairedTransform:
+                      scale: Optional[tuple[float, float]] = None, jitter: bool = True) -> PairedTransform:
     """The transform a source uses unless it is given one: the whole photo (``size=None``), random
-    augmented crops (``augment``, rescaled by ``scale`` first, see :class:`PairedTransform`), or fixed
-    crops spread over the photo (a "train" geometry without flip or jitter, driven by a seeded
-    generator)."""
+    augmented crops (``augment``, rescaled by ``scale`` first, see :class:`PairedTransform`; input-only
+    colour jitter unless ``jitter`` is False), or fixed crops spread over the photo (a "train" geometry
+    without flip or jitter, driven by a seeded generator)."""
     if transform is not None:
         return transform
     if size is None:
         return PairedTransform(None, train=False)
     if augment:
-        return PairedTransform(size, train=True, scale=scale)
+        return PairedTransform(size, train=True, scale=scale, **({} if jitter else {"jitter_p": 0.0}))
     return PairedTransform(size, flip_p=0.0, jitter_p=0.0, train=True)
 
 
@@ -194,11 +194,10 @@ class _RenderedPairs(Dataset):
         self.seed = seed
         self.noise = noise
         self.camera = camera
-        if transform is None and augment and size is not None and isinstance(camera, CameraFamily):
-            # the family varies colour already (white balance); input-only jitter at EV 0 would teach
-            # the model to change photos that need no change
-            transform = PairedTransform(size, train=True, scale=scale, jitter_p=0.0)
-        self.transform = default_transform(size, augment, transform, scale)
+        # a camera family varies colour itself (white balance), and input-only jitter on its EV 0 items
+        # would teach the model to change photos that need no change
+        self.transform = default_transform(size, augment, transform, scale,
+                                           jitter=not isinstance(camera, CameraFamily))
         if size is not None and self.transform.train and self.transform.scale is not None:
             # the rescaled crop never needs more than this long side (short side at most 2x smaller)
             needed = int(2 * size * self.transform.scale[1]) + 1
