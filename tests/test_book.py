@@ -105,3 +105,74 @@ def test_requirements_end_with_the_package_and_use_ranges() -> None:
     names = {re.split(r"[<>=!~ \[]", ln)[0].lower() for ln in lines[:-1]}
     for needed in ("torch", "torchvision", "jupyter-book", "nbmake", "pytest", "tqdm", "scikit-image"):
         assert needed in names
+
+
+def _toc_chapters() -> list[Path]:
+    """The notebooks that _toc.yml lists, in reading order."""
+    return [ROOT / f"{entry}.ipynb" for entry in _toc_files() if (ROOT / f"{entry}.ipynb").exists()]
+
+
+def _markdown(path: Path) -> str:
+    return "\n".join(_text(c) for c in _cells(path) if c["cell_type"] == "markdown")
+
+
+SOLUTION = re.compile(r"^:::\{admonition\} Solution[ \t]*\n:class: dropdown[ \t]*$", flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", _toc_chapters(), ids=lambda p: p.stem)
+def test_chapter_has_exercises_with_solutions_before_the_summary(path: Path) -> None:
+    markdown = _markdown(path)
+    found = re.search(r"^## Exercises[ \t]*$(.*?)^## ([^\n]+)$", markdown, flags=re.MULTILINE | re.DOTALL)
+    assert found, "no '## Exercises' section followed by another section"
+    section, next_heading = found.group(1), found.group(2).strip()
+    assert next_heading == "Summary", f"the Exercises section is followed by {next_heading!r}, not Summary"
+    exercises = re.findall(r"^### Exercise \d+: \S", section, flags=re.MULTILINE)
+    solutions = SOLUTION.findall(section)
+    assert len(exercises) >= 3, f"{len(exercises)} exercises"
+    assert len(solutions) == len(exercises), f"{len(exercises)} exercises, {len(solutions)} solutions"
+    # every dropdown is closed before the next exercise starts
+    for block in re.split(r"^### Exercise \d+: ", section, flags=re.MULTILINE)[1:]:
+        assert len(SOLUTION.findall(block)) == 1 and block.rstrip().endswith(":::"), block[:60]
+
+
+REPORT_BOX = re.compile(
+    r"^:::\{admonition\} What the report gets wrong[ \t]*\n:class: warning[ \t]*\n(.*?)^:::[ \t]*$",
+    flags=re.MULTILINE | re.DOTALL,
+)
+
+# Each misconception of the design report (shared DESIGN.md): words its box must use (a phrase of the
+# report's claim, and a word of the correction), and the chapters whose boxes may hold it.
+MISCONCEPTIONS = {
+    "flip and jitter on the input only": (("orientation augmentations", "flip"), ("02",)),
+    "normalisation is a blur": (("level of blur", "tanh"), ("02",)),
+    "six layers take 256 to 1x1": (("six layers down", "8"), ("03",)),
+    "max-pooling": (("stride convolution and max-pooling", "no pooling layer"), ("03",)),
+    "a fully connected U-Net": (("fully connected", "fully convolutional"), ("03",)),
+    "BCE takes a probability from the generator": (("from the generator", "discriminator"), ("04", "05")),
+    "fake is anything with too high a loss": (("too high a loss value", "generator"), ("04", "05")),
+    "weights change after every epoch": (("after every epoch", "every *batch*"), ("06",)),
+    "the learning rate passes over local minima": (("local minima", "seeds"), ("06",)),
+    "evaluating with loss curves only": (("loss curve", "psnr"), ("07",)),
+}
+
+
+def _report_boxes() -> dict[str, list[str]]:
+    """The text of every 'What the report gets wrong' box, by chapter number."""
+    return {path.name[:2]: [" ".join(box.lower().split()) for box in REPORT_BOX.findall(_markdown(path))]
+            for path in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("name", MISCONCEPTIONS)
+def test_report_misconception_has_a_box_in_its_chapter(name: str) -> None:
+    words, chapters = MISCONCEPTIONS[name]
+    boxes = _report_boxes()
+    assert any(all(word.lower() in box for word in words) for ch in chapters for box in boxes.get(ch, [])), (
+        f"no 'What the report gets wrong' box in chapter {' or '.join(chapters)} mentions {words}"
+    )
+
+
+def test_report_boxes_quote_the_report() -> None:
+    boxes = [box for chapter in _report_boxes().values() for box in chapter]
+    assert boxes
+    for box in boxes:
+        assert re.search(r'"[^"]{3,}"', box), f"a box does not quote the report: {box[:80]}"
