@@ -270,8 +270,10 @@ class Trainer:
         """Save the generator for shipping (safetensors with its configuration), see
         :func:`expolib.modelfile.save_generator`; ``half=True`` stores its floats as float16 (half the
         size). Load it back with :func:`expolib.modelfile.load_generator`."""
-        # a model trained on crops of whole scenes corrects best at that scale (expolib.infer.correct)
-        side = self.config.image_size if self.config.crop_scale is not None else None
+        # trained on crops of photos whose short side was image_size x [1, crop_scale]: a 4:3 photo with
+        # its long side at image_size x crop_scale has its short side inside that range (expolib.infer)
+        scale = self.config.crop_scale
+        side = round(self.config.image_size * scale) if scale is not None else None
         return save_generator(self.generator, path, half=half, working_side=side)
 
     def validate(self, save_grid: Optional[PathLike] = None) -> dict[str, float]:

@@ -10,8 +10,8 @@ from torch import nn
 from expolib.baselines import Identity
 from expolib.cli.evaluate import add_cli
 from expolib.corrector import run_corrector
-from expolib.evaluation import EvaluationTable, compare, evaluate
 from expolib.data import embedded_photos
+from expolib.evaluation import EvaluationTable, compare, evaluate
 from expolib.metrics import METRICS
 
 EVS = (-1.0, 0.0, 1.0)
@@ -149,27 +149,68 @@ def test_cli_evaluates_a_folder_of_pairs_and_reports_a_bad_one(
     assert "missing" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    not __import__("expolib.pretrained", fromlist=["x"]).pretrained_available(),
-    reason="the shipped generator weights (expolib/weights/generator_small.safetensors) are missing",
-)
-def test_shipped_model_beats_every_baseline_in_psnr_at_every_misexposed_level() -> None:
+@pytest.fixture(scope="module")
+def shipped_on_the_test_split() -> dict[str, dict[str, EvaluationTable]]:
+    """The shipped model, run as `correct` runs it, and every baseline on the test photos (long side
+    256 px: small enough for a quick test), rendered by the book's camera and by the held-out one."""
     from expolib.baselines import BASELINES
-    from expolib.config import get_budget
+    from expolib.camera import HELD_OUT_CAMERA
     from expolib.data import EmbeddedPairs
+    from expolib.infer import PhotoCorrector
     from expolib.pretrained import load_pretrained
 
-    # The book's configuration (standard budget) decides the evaluation size, whatever budget runs the tests.
-    dataset = EmbeddedPairs(split="test", size=None, augment=False, max_side=get_budget("standard").eval_side)
-    items = [dataset[i] for i in range(len(dataset))]  # render once, evaluate many times
-    model = evaluate(load_pretrained(), items, metrics=("psnr",), progress=False)
-    assert model.count() == len(embedded_photos("test")) * 5
-    for name, factory in BASELINES.items():
-        baseline = evaluate(factory(), items, metrics=("psnr",), progress=False)
-        for ev in model.evs:
-            if ev != 0:
-                assert model.mean("psnr", ev) > baseline.mean("psnr", ev), (name, ev)
+    model = PhotoCorrector(load_pretrained())
+    results = {}
+    for label, camera in (("plain", None), ("held-out", HELD_OUT_CAMERA)):
+        dataset = EmbeddedPairs(split="test", size=None, augment=False, max_side=256, camera=camera)
+        items = [dataset[i] for i in range(len(dataset))]  # render once, evaluate many times
+        tables = {"model": evaluate(model, items, metrics=("psnr", "ssim"), progress=False)}
+        for name, factory in BASELINES.items():
+            tables[name] = evaluate(factory(), items, metrics=("psnr", "ssim"), progress=False)
+        results[label] = tables
+    return results
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("camera", ["plain", "held-out"])
+def test_shipped_model_beats_every_baseline_at_every_misexposed_level(
+    shipped_on_the_test_split: dict[str, dict[str, EvaluationTable]], camera: str
+) -> None:
+    tables = dict(shipped_on_the_test_split[camera])
+    model = tables.pop("model")
+    assert model.count() == len(embedded_photos("test")) * 5
+    misexposed = [ev for ev in model.evs if ev != 0]
+    for name, baseline in tables.items():
+        for ev in misexposed:
+            assert model.mean("psnr", ev) > baseline.mean("psnr", ev) + 1.0, (name, ev)
+            if name != "identity":  # the closest in structure: see the next assertions
+                assert model.mean("ssim", ev) > baseline.mean("ssim", ev), (name, ev)
+        assert model.mean("ssim", "misexposed") > baseline.mean("ssim", "misexposed"), name
+    best = max(t.mean("psnr", "misexposed") for t in tables.values())
+    assert model.mean("psnr", "misexposed") > best + 3.0  # the model card's claim, with its margin
+    # Under-exposure, the hardest case for the previous model, is now where the model is best.
+    assert model.mean("psnr", -1.5) > model.mean("psnr", 1.5)
+
+
+@pytest.mark.slow
+def test_shipped_model_leaves_a_well_exposed_photo_mostly_alone(
+    shipped_on_the_test_split: dict[str, dict[str, EvaluationTable]],
+) -> None:
+    tables = shipped_on_the_test_split["plain"]
+    model, gamma = tables["model"], tables["gamma"]
+    # Not the 30 dB the project aims for (see the model card), but far from the 17 dB of the model
+    # it replaced, and better than the best global correction applied to a good photo.
+    assert model.mean("psnr", 0.0) > 22.0
+    assert model.mean("psnr", 0.0) > gamma.mean("psnr", 0.0) + 1.0
+    assert model.mean("ssim", 0.0) > 0.9
+
+
+def test_the_shipped_generator_is_the_generalizing_recipe() -> None:
+    from expolib.pretrained import PRETRAINED_PATH, load_pretrained
+
+    model = load_pretrained()
+    assert model.config.residual and model.working_side == 192
+    assert PRETRAINED_PATH.stat().st_size < 10 * 2**20
 
 
 def test_pairs_of_unknown_exposure_form_one_group(tmp_path) -> None:
