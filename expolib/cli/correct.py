@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from expolib.cli.errors import PARTIAL, UsageError, guarded, one_line, report
+from expolib.cli.options import add_model_options
 from expolib.imageio import DEFAULT_MAX_PIXELS
-from expolib.infer import MODES, correct
+from expolib.infer import correct
 from expolib.pretrained import load_model
 
 
@@ -105,12 +106,8 @@ def add_cli(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="*", metavar="IN", help="photos or folders of photos")
     p.add_argument("--out", metavar="DIR", help="folder for the corrected photos")
-    p.add_argument("--mode", choices=MODES, default="guided", help="guided (default, fast) or direct")
-    p.add_argument("--weights", help="a generator saved with expolib.modelfile.save_generator")
-    p.add_argument("--working-side", type=int, default=None,
-                   help="long side the network sees in guided mode (default: the model's own, else 512)")
+    add_model_options(p)
     p.add_argument("--recursive", action="store_true", help="also correct photos in sub-folders")
-    p.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
     p.add_argument("--quiet", action="store_true", help="report only problems")
     p.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",

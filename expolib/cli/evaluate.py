@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from expolib.cli.errors import UsageError, guarded
+from expolib.cli.options import add_model_options
 from expolib.corrector import Corrector
 from expolib.evaluation import compare, evaluate_many
 from expolib.metrics import METRICS
@@ -95,13 +96,7 @@ def add_cli(subparsers: Any) -> None:
         "held out from training), the MSEC test set (--msec) or your own pairs (--pairs); one table per "
         "metric, per exposure level and over the mis-exposed levels.",
     )
-    p.add_argument(
-        "--weights", help="a generator saved with expolib.modelfile.save_generator (default: the shipped one)"
-    )
-    p.add_argument("--mode", choices=("guided", "direct"), default="guided",
-                   help="how the model corrects a photo, as in `correct` (default guided)")
-    p.add_argument("--working-side", type=int, default=None,
-                   help="long side the network sees in guided mode (default: the model's own, else 512)")
+    add_model_options(p, device_default=None)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")
     source.add_argument("--pairs", nargs=2, metavar=("INPUT_DIR", "TARGET_DIR"),
@@ -118,7 +113,6 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--per-scene", action="store_true",
                    help="also print a PSNR table per photo for each method")
     p.add_argument("--max-items", type=int, default=None, help="stop after this many pairs")
-    p.add_argument("--device", default=None, help="where the model runs (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_evaluate)
 

@@ -46,9 +46,23 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
+def add_model_options(parser: argparse.ArgumentParser, device_default: Optional[str] = "cpu") -> None:
+    """The options of the commands that run a generator: which one, how, and where."""
+    parser.add_argument("--weights", help="a generator saved with expolib.modelfile.save_generator "
+                        "(default: the shipped one)")
+    from expolib.infer import MODES
+
+    parser.add_argument("--mode", choices=MODES, default="guided",
+                        help="guided (default: the network at its working side, its change carried to full "
+                        "resolution) or direct (the whole photo through the network)")
+    parser.add_argument("--working-side", type=int, default=None,
+                        help="long side the network sees in guided mode (default: the model's own, else 512)")
+    parser.add_argument("--device", default=device_default, help="where the network runs (default cpu)")
+
+
 def auto_to_none(value: Any) -> Optional[Any]:
     """``AUTO`` becomes None (the library's "choose for me"); other values stay."""
     return None if value is AUTO else value
 
 
-__all__ = ["AUTO", "add_command", "auto_to_none", "optional_int", "parse_switch"]
+__all__ = ["AUTO", "add_command", "add_model_options", "auto_to_none", "optional_int", "parse_switch"]
