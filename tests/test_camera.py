@@ -58,9 +58,10 @@ def test_ev0_returns_the_photo_and_family_draws_ev0(photo: torch.Tensor) -> None
     assert torch.equal(camera.render(photo, 0.0), photo)
     evs = [DEFAULT_FAMILY.sample_ev(torch.Generator().manual_seed(s)) for s in range(400)]
     zero = sum(ev == 0.0 for ev in evs) / len(evs)
-    assert 0.1 < zero < 0.3
+    assert abs(zero - DEFAULT_FAMILY.p_ev0) < 0.08
     others = [ev for ev in evs if ev != 0.0]
     assert min(others) < -1.6 and max(others) > 1.6 and all(-2.0 <= ev <= 2.0 for ev in others)
+    assert all(abs(ev) >= DEFAULT_FAMILY.min_abs_ev for ev in others)
 
 
 def test_held_out_response_differs_from_the_training_family(photo: torch.Tensor) -> None:
