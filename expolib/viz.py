@@ -324,7 +324,60 @@ def show_grid(
     return fig
 
 
+
+def draw_unet(config: Any, side: int = 256) -> plt.Figure:
+    """Draw the U-Net of ``config`` (a :class:`~expolib.models.UNetConfig`) for a ``side`` x ``side``
+    photo: one box per feature map with its side and channels, the encoder going down on the left, the
+    decoder coming up on the right, and the skip connections across (drawn only when ``config.skip``).
+
+    Row ``r`` holds the maps of side ``side / 2**r``. The encoder's box in row ``r`` is what the
+    stride-2 convolution of level ``r - 1`` makes; the decoder's box is what the up-sampling of level
+    ``r`` makes, and the skip puts the two side by side (``cat``) before the next up-sampling reads them.
+    Drawn by hand with matplotlib patches: no plotting library draws network diagrams from a config.
+    """
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    depth, step, width = config.depth, 0.55, 1.9
+    fig, ax = plt.subplots(figsize=(11, 0.62 * depth + 1.4))
+    right = 2 * depth * step + 3 * width
+
+    def box(x: float, row: int, text: str, colour: str) -> tuple[float, float]:
+        ax.add_patch(Rectangle((x, -row - 0.32), width, 0.64, facecolor=colour, edgecolor="black", lw=0.8))
+        ax.text(x + width / 2, -row, text, ha="center", va="center", fontsize=8)
+        return x, -row
+
+    def arrow(start: tuple[float, float], end: tuple[float, float], colour: str = "black") -> None:
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, color=colour, lw=0.9))
+
+    def size(row: int, channels: int) -> str:
+        n = max(1, side // 2**row)
+        return f"{n}x{n}x{channels}"
+
+    encoder = [box(row * step, row, size(row, config.in_channels if row == 0 else config.channels(row - 1)),
+                   "#cfe3f5") for row in range(depth + 1)]
+    decoder = [box(right - width - row * step, row,
+                   size(row, config.out_channels if row == 0 else config.channels(row - 1)), "#f8dcc4")
+               for row in range(depth)]
+    for row in range(depth):  # down: conv 4x4 stride 2; up: the level's up-sampling, one row higher
+        arrow((encoder[row][0] + width / 2, -row - 0.32), (encoder[row + 1][0] + width / 2, -row - 0.68))
+        source = encoder[depth] if row == depth - 1 else decoder[row + 1]
+        arrow((source[0] + width / 2, -row - 0.68), (decoder[row][0] + width / 2, -row - 0.32))
+    for row in range(1, depth if config.skip else 1):
+        arrow((encoder[row][0] + width, -row), (decoder[row][0], -row), colour="tab:green")
+        ax.text((encoder[row][0] + width + decoder[row][0]) / 2, -row + 0.1, "skip (cat)", ha="center",
+                fontsize=7, color="tab:green")
+    ax.text(encoder[0][0], 0.55, "encoder: conv 4x4, stride 2", fontsize=9)
+    ax.text(decoder[0][0] + width, 0.55, "decoder: up-sampling x2", fontsize=9, ha="right")
+    ax.set_xlim(-0.2, right + 0.2)
+    ax.set_ylim(-depth - 0.6, 0.9)
+    ax.axis("off")
+    ax.set_title(f"U-Net, depth {depth}, ngf {config.ngf}, on a {side}x{side} photo (side x side x channels)",
+                 fontsize=10)
+    return fig
+
+
 __all__ = [
+    "draw_unet",
     "BeforeAfter", "KINDS", "comparison_samples", "encode_image", "error_map", "show_comparison",
     "show_grid", "split_image", "static_slider_html",
 ]

@@ -3,6 +3,7 @@
 import base64
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -112,3 +113,21 @@ def test_show_grid_draws_images_and_error_maps() -> None:
     fig = show_grid([[RED, BLUE, error_map(RED, BLUE)]], column_titles=["a", "b", "ΔE00"])
     assert len(fig.axes) == 4  # three panels and the colour bar
     plt.close(fig)
+
+
+def test_draw_unet_shows_every_level_with_its_size_and_the_skips() -> None:
+    import matplotlib.patches as mpatches
+
+    from expolib.models import UNetConfig
+    from expolib.viz import draw_unet
+
+    fig = draw_unet(UNetConfig(), side=256)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "256x256x3" in texts and "128x128x64" in texts and "1x1x512" in texts  # pix2pix's unet_256
+    assert texts.count("skip (cat)") == 7  # every level but the outermost and the bottleneck
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, mpatches.Rectangle)]
+    assert len(boxes) == 9 + 8  # encoder: input and 8 maps; decoder: 8 maps
+    plain = draw_unet(UNetConfig(ngf=8, depth=5, skip=False), side=64)
+    texts = [t.get_text() for t in plain.axes[0].texts]
+    assert "2x2x64" in texts and "skip (cat)" not in texts
+    plt.close("all")
