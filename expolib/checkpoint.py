@@ -5,29 +5,32 @@
   errors naming the file); :func:`check_resumable` refuses a checkpoint whose networks or data
   settings differ from the run's.
 - Random state: :func:`rng_state` / :func:`set_rng_state` (Python, NumPy, torch, CUDA).
-- The data order: :class:`SeededItems` (each item augmented from its own seed), :class:`SkipSampler`
-  (an epoch's order without the batches already done) and :class:`ResumableBatches`, which puts them
-  together, so that a resumed run sees the pairs an uninterrupted one would have.
+- The data order: :class:`SeededItems` (each item augmented from its own seed), :class:`RunBatches`
+  (every batch from a given epoch and step to the end of the run) and :class:`ResumableBatches`, which
+  puts them into one DataLoader, so that a resumed run sees the pairs an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from expolib.trainconfig import TrainConfig
 
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_FORMAT = "expolib.train/1"
+GENERATOR_FORMAT = "expolib.generator/1"  # best.pt: the generator and its run's configuration only
 # settings that fix the networks' shapes: a checkpoint only resumes a run that agrees on them
 ARCHITECTURE_FIELDS = ("ngf", "ndf", "depth", "n_layers", "norm", "upsample", "residual")
 # settings that fix which pairs a step sees: resuming with others would skip the wrong pairs
@@ -108,12 +111,62 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
             # pass that on for a file the reader did not make
             detail = "it holds objects other than tensors and plain values, which are not loaded"
         raise CheckpointError(f"{path} is not a readable expolib checkpoint: {detail}") from error
+    if isinstance(state, dict) and state.get("format") == GENERATOR_FORMAT:
+        raise CheckpointError(f"{path} holds only a generator (best.pt), not a run to resume: resume from "
+                              "the run's last.pt; export it with expolib.checkpoint.export_checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an expolib training checkpoint (format {CHECKPOINT_FORMAT!r})")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path} is an incomplete checkpoint: missing {', '.join(missing)}")
     return state
+
+
+def generator_checkpoint(generator: nn.Module, config: TrainConfig, epoch: int, global_step: int,
+                         score: float) -> dict[str, Any]:
+    """What ``best.pt`` holds: the generator's weights, the run's configuration, where the run stood
+    and the score that made it the best (no optimiser state: a tenth of ``last.pt``)."""
+    return {"format": GENERATOR_FORMAT, "config": config.to_dict(), "generator": generator.state_dict(),
+            "epoch": epoch, "global_step": global_step, "score": score}
+
+
+def working_side(config: TrainConfig) -> Optional[int]:
+    """The side a photo's long edge is shrunk to for correction, from how the run cropped: crops of
+    photos whose short side was ``image_size x [1, crop_scale]`` (a 4:3 photo with its long side at
+    ``image_size x crop_scale`` has its short side inside that range); None without ``crop_scale``."""
+    return round(config.image_size * config.crop_scale) if config.crop_scale is not None else None
+
+
+def load_generator_checkpoint(path: PathLike) -> tuple[nn.Module, TrainConfig]:
+    """The generator (in eval mode) and the configuration of a run's ``best.pt`` or ``last.pt``."""
+    from expolib.models import UNetGenerator
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable expolib checkpoint: "
+                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+    if not isinstance(state, dict) or state.get("format") not in (GENERATOR_FORMAT, CHECKPOINT_FORMAT):
+        raise CheckpointError(f"{path} is not an expolib checkpoint")
+    config = TrainConfig.from_dict(state["config"])
+    generator = UNetGenerator(config.generator_config())
+    try:
+        generator.load_state_dict(state["generator"])
+    except (RuntimeError, KeyError) as error:
+        raise CheckpointError(f"{path}: the generator's weights do not fit its configuration: {error}") from error
+    return generator.eval(), config
+
+
+def export_checkpoint(path: PathLike, out: PathLike, half: bool = False) -> Path:
+    """Export the generator of a run's ``best.pt`` (or ``last.pt``) as a safetensors file that
+    :func:`expolib.modelfile.load_generator` and ``python -m expolib correct --model`` load."""
+    from expolib.modelfile import save_generator
+
+    generator, config = load_generator_checkpoint(path)
+    return save_generator(generator, out, half=half, working_side=working_side(config))
 
 
 def check_resumable(state: dict[str, Any], config: TrainConfig, source: PathLike = "checkpoint") -> None:
@@ -168,16 +221,20 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+ItemKey = tuple[int, int, int]  # (epoch, pass, index): which item, and the draw of its augmentation
+
+
 class SeededItems(Dataset):
-    """The training set, each item drawn with random generators seeded from (seed, epoch, index).
+    """The training set, each item drawn with random generators seeded from (seed, epoch, pass, index).
 
     Augmentation draws from the global random generators (torch's, NumPy's, Python's). Left alone,
     what an item gets would depend on where those streams stand when it is loaded: on the items
     loaded before it, and with DataLoader workers on which worker loads it. Both change when a run
     resumes inside an epoch. Seeding every item from its own numbers makes its augmentation the same
     whichever process loads it and whenever; the global states are put back afterwards, so dropout and
-    everything else in the process keep their own streams. Set :attr:`epoch` before each epoch's
-    DataLoader starts (its workers copy the dataset then).
+    everything else in the process keep their own streams. Items are read by an :data:`ItemKey`
+    (``pass`` counts the shuffles inside one epoch, when an epoch has more steps than the set has
+    batches); a plain index means pass 0 of :attr:`epoch`.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -186,8 +243,10 @@ class SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Any:
-        words = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, np.uint64)
+    def __getitem__(self, key: Union[int, ItemKey]) -> Any:
+        epoch, pass_, index = key if isinstance(key, tuple) else (self.epoch, 0, int(key))
+        entropy = [self.seed, epoch, index] + ([pass_] if pass_ else [])
+        words = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
         saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
         torch.default_generator.manual_seed(int(words[0] >> 1))  # the CPU generator only, not CUDA's
         np.random.seed(int(words[1] % 2**32))
@@ -202,36 +261,62 @@ class SeededItems(Dataset):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader workers: seed NumPy and Python from the worker's torch seed (which the loader's
-    seeded generator fixes), so that augmentations repeat from run to run."""
+    seeded generator fixes), so that anything outside :class:`SeededItems` repeats too."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
 
 
-class SkipSampler(Sampler[int]):
-    """The indices of ``base`` without the first ``skip``: resuming inside an epoch continues with
-    the batches that the interrupted run had not seen yet (same order, nothing loaded twice)."""
+class RunBatches(Sampler[list[ItemKey]]):
+    """The keys of every batch from (``epoch``, ``skip`` batches into it) to the end of the run.
 
-    def __init__(self, base: DistributedSampler, skip: int) -> None:
-        self.base, self.skip = base, skip
+    One sampler, and so one DataLoader and one set of workers, serves the whole run: no restart at
+    each epoch. Each epoch is ``steps`` batches; its order is a seeded :class:`DistributedSampler`
+    shuffle (one process: a permutation; several: each its share), reshuffled when an epoch asks for
+    more batches than one pass over the set gives (a small set with a fixed number of steps per epoch).
+    """
 
-    def __iter__(self) -> Iterator[int]:
-        indices = iter(self.base)
-        for _ in range(self.skip):
-            next(indices, None)
-        return indices
+    def __init__(self, base: DistributedSampler, batch_size: int, drop_last: bool, steps: int,
+                 epochs: int, epoch: int = 0, skip: int = 0) -> None:
+        self.base, self.batch_size, self.drop_last = base, batch_size, drop_last
+        self.steps, self.epochs, self.epoch, self.skip = steps, epochs, epoch, skip
+
+    def epoch_batches(self, epoch: int) -> Iterator[list[ItemKey]]:
+        """The ``steps`` batches of one epoch."""
+        done, pass_ = 0, 0
+        while True:
+            # pass 0 is the epoch's own shuffle; later passes get shuffles no other epoch uses
+            self.base.set_epoch(epoch + pass_ * 1_000_003)
+            indices = list(self.base)
+            usable = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
+            for start in range(0, usable, self.batch_size):
+                yield [(epoch, pass_, index) for index in indices[start:start + self.batch_size]]
+                done += 1
+                if done == self.steps:
+                    return
+            pass_ += 1
+
+    def __iter__(self) -> Iterator[list[ItemKey]]:
+        for epoch in range(self.epoch, self.epochs):
+            batches = self.epoch_batches(epoch)
+            if epoch == self.epoch:
+                for _ in range(self.skip):
+                    next(batches)
+            yield from batches
 
     def __len__(self) -> int:
-        return max(0, len(self.base) - self.skip)
+        return max(0, (self.epochs - self.epoch) * self.steps - self.skip)
 
 
 class ResumableBatches:
-    """The training set's batches, epoch by epoch, in an order a resumed run can repeat exactly.
+    """The training set's batches, from any (epoch, step) to the end of the run, in an order a resumed
+    run repeats exactly.
 
-    The order depends only on (seed, epoch) (a seeded :class:`DistributedSampler`: one process gets a
-    shuffle, several each their share), each item's augmentation only on (seed, epoch, index)
-    (:class:`SeededItems`), and worker seeds come from a generator seeded the same way. Batches are
-    kept full, unless one batch is all there is; ``config.steps_per_epoch`` caps an epoch.
+    The order depends only on (seed, epoch) (:class:`RunBatches`), each item's augmentation only on
+    its key (:class:`SeededItems`), and worker seeds come from a generator seeded the same way.
+    Batches are kept full, unless one batch is all there is. An epoch is one pass over the set, or
+    ``config.steps_per_epoch`` batches when that is given (fewer, or more: a small set is then
+    reshuffled within the epoch).
     """
 
     def __init__(self, dataset: Dataset, config: TrainConfig, rank: int = 0, world_size: int = 1,
@@ -245,27 +330,27 @@ class ResumableBatches:
             raise ValueError("the training set is empty")
         self.drop_last = per_process >= config.batch_size
         full = per_process // config.batch_size if self.drop_last else 1
-        self.steps_per_epoch = min(full, config.steps_per_epoch or full)
+        self.steps_per_epoch = config.steps_per_epoch or full
 
-    def epoch(self, epoch: int, skip_batches: int = 0) -> DataLoader:
-        """The batches of ``epoch`` (0-based) without its first ``skip_batches``."""
-        self.sampler.set_epoch(epoch)
-        self.items.epoch = epoch
+    def run(self, epoch: int = 0, skip_batches: int = 0) -> DataLoader:
+        """One loader for the rest of the run: the batches from ``epoch`` (0-based), without its first
+        ``skip_batches``, to the end of the last epoch."""
+        sampler = RunBatches(self.sampler, self.config.batch_size, self.drop_last, self.steps_per_epoch,
+                             self.config.epochs, epoch, skip_batches)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch * 1009 + self.rank)
-        return DataLoader(
-            self.items,
-            batch_size=self.config.batch_size,
-            sampler=SkipSampler(self.sampler, skip_batches * self.config.batch_size),
-            num_workers=self.config.num_workers,
-            pin_memory=self.pin_memory,
-            drop_last=self.drop_last,
-            worker_init_fn=seed_worker,
-            generator=generator,
-        )
+        return DataLoader(self.items, batch_sampler=sampler, num_workers=self.config.num_workers,
+                          pin_memory=self.pin_memory, worker_init_fn=seed_worker, generator=generator,
+                          prefetch_factor=4 if self.config.num_workers else None)
+
+    def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[Any]:
+        """The batches of one epoch (0-based) without its first ``skip_batches``."""
+        return itertools.islice(iter(self.run(epoch, skip_batches)), self.steps_per_epoch - skip_batches)
 
 
 __all__ = [
-    "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "DATA_FIELDS", "TEMP_SUFFIX",
-    "CheckpointError", "ResumableBatches", "SeededItems", "SkipSampler", "atomic_save", "check_resumable",
+    "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "GENERATOR_FORMAT", "export_checkpoint",
+    "generator_checkpoint", "load_generator_checkpoint", "working_side", "CHECKPOINT_KEYS", "DATA_FIELDS", "TEMP_SUFFIX",
+    "CheckpointError", "ItemKey", "ResumableBatches", "RunBatches", "SeededItems", "atomic_save",
+    "check_resumable",
     "load_checkpoint", "remove_stale_temporaries", "rng_state", "seed_worker", "set_rng_state",
 ]

@@ -152,6 +152,8 @@ class Pix2Pix:
             g, d, d_for_g = torch.compile(g), torch.compile(d), torch.compile(d_for_g)
         self._g, self._d, self._d_for_g = g, d, d_for_g
         self._buffers = [*self.generator.buffers(), *self.discriminator.buffers()]
+        self._fused = bool(self.opt_g.defaults.get("fused"))
+        self.last_totals: Optional[torch.Tensor] = None  # (D's, G's) total loss of the last step
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision for the forward passes when enabled, else nothing."""
@@ -164,16 +166,27 @@ class Pix2Pix:
         images = images.to(self.device, non_blocking=True)
         return images.contiguous(memory_format=self.memory_format)
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepLosses:
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, check: bool = True) -> StepLosses:
         """One pix2pix update of D, then of G, on a batch of pairs in [-1, 1]: (B, 3, H, W) each.
 
-        A NaN or infinite loss raises :class:`TrainingDiverged` before the update it would poison, and
-        the normalisation statistics that this step's forward passes changed are put back. A non-finite
-        generator loss is found after the discriminator's update, which stays (see
-        :class:`TrainingDiverged`).
+        ``check=True``: a NaN or infinite loss raises :class:`TrainingDiverged` before the update it
+        would poison, and the normalisation statistics that this step's forward passes changed are put
+        back. A non-finite generator loss is found after the discriminator's update, which stays (see
+        :class:`TrainingDiverged`). That check reads the losses on the host: on a GPU it waits for the
+        step to finish, twice.
+
+        ``check=False`` (what :class:`expolib.trainer.Trainer` uses): no waiting. The optimisers are
+        told on the device to skip their update when either loss is not finite (Adam's fused kernel
+        takes a ``found_inf`` flag, the mechanism PyTorch's loss scaling uses), so a poisoned step
+        changes no weight and no Adam state; :attr:`last_totals` holds both total losses for the
+        caller to check later, when it reads the losses anyway. The normalisation statistics of a
+        poisoned forward pass are not put back: a caller that finds one resumes from a checkpoint.
+        Optimisers without the fused kernel (MPS) always check.
         """
+        check = check or not self._fused
         x, y = self.prepare(inputs), self.prepare(targets)
-        with self._statistics_kept_if_diverged():
+        guard = self._statistics_kept_if_diverged() if check else contextlib.nullcontext()
+        with guard:
             with self.autocast():
                 fake = self._g(x)  # (B, 3, H, W): the only generator forward of the step
 
@@ -185,7 +198,8 @@ class Pix2Pix:
                 real_logits = self._d(x, y)  # (B, 1, h, w) one logit per patch
                 fake_logits = self._d(x, fake.detach())
             d_loss = discriminator_loss(real_logits.float(), fake_logits.float(), self.adversarial)
-            self._step(d_loss.total, self.opt_d, "discriminator")
+            d_bad = None if check else (~torch.isfinite(d_loss.total.detach())).float()
+            self._step(d_loss.total, self.opt_d, "discriminator", skip=d_bad)
 
             # 2. Generator: the updated D judges the same fake again, now with D's weights frozen
             #    (requires_grad False: no gradients are computed or stored for them).
@@ -195,17 +209,30 @@ class Pix2Pix:
                 fake_logits = self._d_for_g(x, fake)
             g_loss = generator_loss(fake_logits.float(), fake.float(), y, self.adversarial,
                                     self.config.lambda_l1)
-            self._step(g_loss.total, self.opt_g, "generator")
+            g_bad = None
+            if d_bad is not None:  # a step is skipped whole: G neither, when D's loss was bad
+                g_bad = torch.maximum(d_bad, (~torch.isfinite(g_loss.total.detach())).float())
+            self._step(g_loss.total, self.opt_g, "generator", skip=g_bad)
             self.scaler.update()
+        self.last_totals = torch.stack([d_loss.total.detach(), g_loss.total.detach()])
         return StepLosses(g_loss.adversarial, g_loss.l1, d_loss.real, d_loss.fake)
 
-    def _step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer, who: str) -> None:
-        """Backward pass and optimiser step for one network's loss (scaled for fp16); a NaN or infinite
-        loss raises :class:`TrainingDiverged` first."""
-        if not torch.isfinite(loss).item():
+    def _step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer, who: str,
+              skip: Optional[torch.Tensor] = None) -> None:
+        """Backward pass and optimiser step for one network's loss (scaled for fp16). Without ``skip``
+        a NaN or infinite loss raises :class:`TrainingDiverged` first; with it (a 0-d float tensor on
+        the device, 1 for "skip") the fused optimiser leaves the weights alone when it is set."""
+        if skip is None and not torch.isfinite(loss).item():
             raise TrainingDiverged(f"the {who}'s loss is {loss.item()}")
         self.scaler.scale(loss).backward()
-        self.scaler.step(optimiser)
+        if skip is not None and not self.scaler.is_enabled():
+            optimiser.found_inf = skip  # type: ignore[attr-defined]  # read by fused Adam's step
+            try:
+                optimiser.step()
+            finally:
+                del optimiser.found_inf  # type: ignore[attr-defined]
+        else:
+            self.scaler.step(optimiser)  # fp16: the scaler skips steps with inf/NaN gradients itself
 
     @contextlib.contextmanager
     def _statistics_kept_if_diverged(self) -> Iterator[None]:

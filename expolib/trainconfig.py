@@ -29,6 +29,11 @@ class TrainConfig:
     ``gemm_convolutions`` means "choose for the device": CUDA gets mixed precision (bf16 where
     supported, else fp16 with loss scaling) and channels-last tensors; the CPU gets plain fp32
     (``amp=True`` there means bf16 autocast) and :class:`GemmConvTranspose2d` for small maps.
+
+    Checkpoints and validation run on a schedule: ``last.pt`` at the end of the run, when it is stopped
+    or fails, every ``checkpoint_every`` steps and whenever ``checkpoint_minutes`` have passed since the
+    last save (checked at log points and epoch ends); validation at the end of an epoch, at most every
+    ``validate_every`` steps and ``validate_minutes`` minutes, and always at the end of the last epoch.
     """
 
     epochs: int = 150
@@ -51,7 +56,10 @@ class TrainConfig:
     decay_epochs: Optional[int] = None  # epochs of linear decay at the end; None: half of them
     steps_per_epoch: Optional[int] = None  # cap on batches per epoch; None: the whole dataset
     val_batches: Optional[int] = None  # cap on validation batches per epoch; None: all of them
-    checkpoint_every: int = 0  # also save last.pt every this many steps (0: at the end of epochs only)
+    checkpoint_every: int = 0  # also save last.pt every this many steps (0: not by steps)
+    checkpoint_minutes: float = 5.0  # also save last.pt when this many minutes passed since the last save
+    validate_every: Optional[int] = None  # validate at an epoch's end after >= this many steps (None: each)
+    validate_minutes: float = 0.0  # ... and only when this many minutes passed since the last validation
     seed: int = 0
     out_dir: str = "runs/pix2pix"
     device: Optional[str] = None
@@ -91,8 +99,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TrainConfig.{name} must be at least 1 (or None), got {value}")
-        if self.checkpoint_every < 0 or self.num_workers < 0:
-            raise ValueError("TrainConfig.checkpoint_every and num_workers must be >= 0")
+        if min(self.checkpoint_every, self.num_workers, self.checkpoint_minutes, self.validate_minutes) < 0:
+            raise ValueError("TrainConfig.checkpoint_every, checkpoint_minutes, validate_minutes and "
+                             "num_workers must be >= 0")
+        if self.validate_every is not None and self.validate_every < 1:
+            raise ValueError(f"TrainConfig.validate_every must be at least 1 (or None), got {self.validate_every}")
 
     @classmethod
     def from_budget(cls, budget: Optional[Budget] = None, **overrides: Any) -> TrainConfig:

@@ -33,10 +33,12 @@ from expolib.checkpoint import (
     ResumableBatches,
     atomic_save,
     check_resumable,
+    generator_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
     rng_state,
     set_rng_state,
+    working_side,
 )
 from expolib.config import pick_device, seed_everything
 from expolib.distributed import gather, init_distributed, stop_agreed
@@ -50,6 +52,7 @@ from expolib.trainconfig import TrainConfig, lr_factor
 from expolib.transforms import denormalize
 
 PathLike = Union[str, os.PathLike]
+LOG_EVERY = 10  # steps between two reads of the losses (and bar updates): the step itself never waits
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -68,13 +71,21 @@ def _write_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tens
 
 
 @torch.no_grad()
+def validation_loader(val_set: Dataset, config: TrainConfig) -> DataLoader:
+    """The validation batches, in order; with workers, they stay alive between validations."""
+    return DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers,
+                      persistent_workers=config.num_workers > 0)
+
+
+@torch.no_grad()
 def validate(model: Pix2Pix, val_set: Optional[Dataset], config: TrainConfig,
-             save_grid: Optional[PathLike] = None) -> dict[str, float]:
+             save_grid: Optional[PathLike] = None, loader: Optional[DataLoader] = None) -> dict[str, float]:
     """Mean L1 (in [-1, 1] units, like the training L1) and PSNR (dB, images in [0, 1]) of the
-    generator in eval mode on ``val_set``; optionally save a grid of the first batch to ``save_grid``."""
+    generator in eval mode on ``val_set`` (through ``loader`` when given); optionally save a grid of
+    the first batch to ``save_grid``."""
     if val_set is None:
         return {"val_l1": math.nan, "val_psnr": math.nan}
-    loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    loader = loader if loader is not None else validation_loader(val_set, config)
     l1_sum, psnr_sum, count = 0.0, 0.0, 0
     for index, batch in enumerate(loader):
         if config.val_batches is not None and index >= config.val_batches:
@@ -151,9 +162,13 @@ def _sigint_stops(state: RunState, report: Callable[[str], None]) -> Iterator[No
 class Trainer:
     """Train a :class:`Pix2Pix` on ``train_set`` (items ``{"input", "target", ...}`` in [-1, 1]).
 
-    Writes to ``config.out_dir``: ``last.pt`` and ``best.pt`` (lowest validation L1, or training L1
-    without a validation set), ``history.jsonl``, ``val_epoch_NNN.jpg`` (inputs, outputs and targets of
-    the first validation batch, one row each; JPEG quality 90, to keep run folders small). Under
+    Writes to ``config.out_dir``: ``last.pt`` (everything a resumed run needs, on the schedule that
+    :class:`TrainConfig` describes), ``best.pt`` (the generator and the configuration at the lowest
+    validation L1, or training L1 without a validation set: what an export needs, no optimiser state),
+    ``history.jsonl``, ``val_epoch_NNN.jpg`` (inputs, outputs and targets of the first validation batch,
+    one row each; JPEG quality 90, to keep run folders small). One DataLoader serves the whole run
+    (workers are not restarted each epoch), and the step never waits for the device: losses are read
+    every :data:`LOG_EVERY` steps, and at checkpoints and epoch ends. Under
     ``torchrun`` every process trains on its share of each epoch and only rank 0 writes files and
     reports progress (a bar, and one line per epoch through ``report``: stderr by default).
 
@@ -192,6 +207,10 @@ class Trainer:
         self.steps_per_epoch = self.batches.steps_per_epoch
         self._written = (0, 0)  # history rows already in history.jsonl
         self.state = RunState(rng=rng_state(self.device))
+        self._pending: list[tuple[int, int, float, torch.Tensor]] = []  # (epoch, step, lr, 6 numbers)
+        self._saved_at = self._validated_at = time.monotonic()
+        self._validated_step = 0
+        self._val_loader: Optional[DataLoader] = None
 
     @property
     def last_path(self) -> Path:
@@ -218,6 +237,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: tensors, numbers, strings and lists/dicts of them.
         Under ``torchrun`` every process must call it (the random states are gathered)."""
+        self._flush()
         return {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
@@ -236,13 +256,21 @@ class Trainer:
         """Write ``last.pt`` (and ``best.pt`` when ``best``) atomically; every process must call it,
         only rank 0 writes. Returns the path written (None on other ranks)."""
         state = self.state_dict()
+        self._saved_at = time.monotonic()
         if not self.process.main:
             return None
         atomic_save(state, self.last_path)
         if best:
-            atomic_save(state, self.best_path)
+            self.save_best()
         self._written = self.history.write_jsonl(self.out_dir / "history.jsonl", self._written)
         return self.last_path
+
+    def save_best(self) -> Path:
+        """Write ``best.pt``: the generator and the configuration now (what
+        :func:`expolib.checkpoint.export_checkpoint` needs), not the optimisers."""
+        atomic_save(generator_checkpoint(self.generator, self.config, self.epoch, self.global_step,
+                                         self.best), self.best_path)
+        return self.best_path
 
     def load_state_dict(self, state: dict[str, Any], source: PathLike = "checkpoint") -> None:
         """Restore a :meth:`state_dict` (networks, optimisers, schedulers, scaler, position, RNG, history)."""
@@ -270,15 +298,13 @@ class Trainer:
         """Save the generator for shipping (safetensors with its configuration), see
         :func:`expolib.modelfile.save_generator`; ``half=True`` stores its floats as float16 (half the
         size). Load it back with :func:`expolib.modelfile.load_generator`."""
-        # trained on crops of photos whose short side was image_size x [1, crop_scale]: a 4:3 photo with
-        # its long side at image_size x crop_scale has its short side inside that range (expolib.infer)
-        scale = self.config.crop_scale
-        side = round(self.config.image_size * scale) if scale is not None else None
-        return save_generator(self.generator, path, half=half, working_side=side)
+        return save_generator(self.generator, path, half=half, working_side=working_side(self.config))
 
     def validate(self, save_grid: Optional[PathLike] = None) -> dict[str, float]:
         """Validation L1 and PSNR of the generator now, see :func:`validate`."""
-        return validate(self.model, self.val_set, self.config, save_grid)
+        if self.val_set is not None and self._val_loader is None:
+            self._val_loader = validation_loader(self.val_set, self.config)
+        return validate(self.model, self.val_set, self.config, save_grid, self._val_loader)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -334,6 +360,7 @@ class Trainer:
         elif not self.state.between_steps:
             self._print(f"{what} {where}, in the middle of an update: the last checkpoint was kept as it was")
         else:
+            self._flush()  # a diverged step found here raises TrainingDiverged: nothing is saved
             try:
                 path = self.save_checkpoint()
             except Exception as save_error:  # e.g. the disk is full: report it, raise the first error
@@ -344,58 +371,126 @@ class Trainer:
             self._print(f"{what} {where}: saved {path}; {fix}continue with fit(resume=True) or "
                         "`python -m expolib train --resume`")
 
+    # -- the losses, read in bulk -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Read the losses of the steps since the last flush from the device (one wait for all of
+        them), add them to the history, and raise :class:`TrainingDiverged` at the first step whose
+        loss was not finite (its update was skipped; the checkpoints are still the last good ones)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        numbers = torch.stack([values for *_, values in pending])  # (steps, 6)
+        bad = (~torch.isfinite(numbers[:, 4:])).any(dim=1)
+        if self.process.world_size > 1:  # every process stops at the same flush, or none does
+            bad = bad.to(torch.float32)
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+            bad = bad > 0
+        rows, flags = numbers.tolist(), bad.tolist()
+        first = self.global_step - len(pending) + 1  # global step of pending[0]
+        for offset, ((epoch, step, lr, _), values, diverged) in enumerate(zip(pending, rows, flags)):
+            if diverged:
+                who, value = ("discriminator", values[4]) if not math.isfinite(values[4]) else \
+                    ("generator", values[5])
+                detail = f"the {who}'s loss is {value}" if not math.isfinite(value) else \
+                    "another process's loss is not finite"
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}, step {step} (global step {first + offset}): "
+                    f"{detail}; the checkpoints in {self.out_dir} were left as they were (try a lower "
+                    "learning rate or amp=False)"
+                )
+            self.history.batches.append({"epoch": epoch, "step": first + offset, "lr": lr,
+                                         **dict(zip(BATCH_KEYS, values[:4]))})
+
+    def _log(self, bar: tqdm, done: int, started: float) -> None:
+        """Flush the losses and show their running means and the images/s on the bar."""
+        self._flush()
+        rate = done * self.config.batch_size * self.process.world_size / max(time.perf_counter() - started, 1e-9)
+        rows = [r for r in self.history.batches[-self.steps_per_epoch:] if r["epoch"] == self.epoch]
+        means = {k: f"{np.mean([r[k] for r in rows]):.3g}" for k in BATCH_KEYS} if rows else {}
+        bar.set_postfix({"epoch": self.epoch + 1, "img/s": f"{rate:.3g}", **means}, refresh=False)
+
+    def _due(self, every_minutes: float, since: float) -> bool:
+        return every_minutes > 0 and time.monotonic() - since >= 60.0 * every_minutes
+
+    # -- the loop ---------------------------------------------------------------------------------
+
     def _loop(self, bar: tqdm, max_steps: Optional[int]) -> None:
         config, done, started = self.config, 0, time.perf_counter()
         estimate_at = min(20, max(3, bar.total // 20))  # steps after which the run's length is estimated
         self.model.train()
-        while self.epoch < config.epochs:
-            epoch, lr = self.epoch, self.model.opt_g.param_groups[0]["lr"]
-            batches = iter(self.batches.epoch(epoch, self.step_in_epoch))
-            epoch_start, epoch_steps = time.perf_counter(), 0
-            while self.step_in_epoch < self.steps_per_epoch:
-                if stop_agreed(self.state.stop_asked, self.process, self.device):
-                    raise KeyboardInterrupt
-                if max_steps is not None and done >= max_steps:
-                    self.save_checkpoint()
-                    self._print(f"stopped after {done} steps (max_steps) at epoch {epoch + 1}, "
-                                f"step {self.step_in_epoch}; saved {self.last_path}")
-                    return
-                batch = next(batches)
-                self.state.begin_update()
-                try:
-                    losses = self.model.train_step(batch["input"], batch["target"])
-                except TrainingDiverged as error:
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {epoch + 1}, step {self.step_in_epoch + 1} "
-                        f"(global step {self.global_step + 1}): {error}; the checkpoints in {self.out_dir} "
-                        "were left as they were (try a lower learning rate or amp=False)"
-                    ) from error
-                values = dict(zip(BATCH_KEYS, torch.stack(list(losses)).tolist()))
-                self.step_in_epoch += 1
-                self.global_step += 1
-                self.history.batches.append({"epoch": epoch, "step": self.global_step, "lr": lr, **values})
-                self.state.reach_boundary(self.device)
-                done += 1
-                epoch_steps += 1
-                bar.update(1)
-                rows = self.history.batches[-epoch_steps:]
-                rate = done * config.batch_size * self.process.world_size / (time.perf_counter() - started)
-                means = {k: f"{np.mean([r[k] for r in rows]):.3g}" for k in BATCH_KEYS}
-                bar.set_postfix({"epoch": epoch + 1, "img/s": f"{rate:.3g}", **means}, refresh=False)
-                if done == estimate_at:
-                    left = (bar.total - bar.n) * (time.perf_counter() - started) / done
-                    self._print(f"{rate:.1f} images/s: about {left / 60:.1f} min for the {bar.total - bar.n} "
-                                "steps left (validation and checkpoints not counted)")
-                if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
-                    self.save_checkpoint()
-            self._end_epoch(epoch, lr, time.perf_counter() - epoch_start, epoch_steps)
+        batches = iter(self.batches.run(self.epoch, self.step_in_epoch))  # one loader for the whole run
+        try:
+            while self.epoch < config.epochs:
+                epoch, lr = self.epoch, self.model.opt_g.param_groups[0]["lr"]
+                epoch_start, epoch_steps = time.perf_counter(), 0
+                while self.step_in_epoch < self.steps_per_epoch:
+                    if stop_agreed(self.state.stop_asked, self.process, self.device):
+                        raise KeyboardInterrupt
+                    if max_steps is not None and done >= max_steps:
+                        self.save_checkpoint()
+                        bar.total = bar.n  # a planned stop: the bar ends full, not "interrupted"
+                        self._print(f"stopped after {done} steps (max_steps) at epoch {epoch + 1}, "
+                                    f"step {self.step_in_epoch}; saved {self.last_path}")
+                        return
+                    batch = next(batches)
+                    inputs, targets = self._inputs(batch)
+                    self.state.begin_update()
+                    losses = self.model.train_step(inputs, targets, check=False)
+                    values = torch.cat([torch.stack(list(losses)).float(), self.model.last_totals.float()])
+                    self._pending.append((epoch, self.step_in_epoch + 1, lr, values))
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    self.state.reach_boundary(self.device)
+                    done += 1
+                    epoch_steps += 1
+                    bar.update(1)
+                    if done % LOG_EVERY == 0 or done == estimate_at:
+                        self._log(bar, done, started)
+                        if self._due(config.checkpoint_minutes, self._saved_at) and \
+                                self.step_in_epoch < self.steps_per_epoch:
+                            self.save_checkpoint()
+                    if done == estimate_at:
+                        left = (bar.total - bar.n) * (time.perf_counter() - started) / done
+                        rate = done * config.batch_size * self.process.world_size / (time.perf_counter() - started)
+                        self._print(f"{rate:.1f} images/s: about {left / 60:.1f} min for the {bar.total - bar.n} "
+                                    "steps left (validation and checkpoints not counted)")
+                    if config.checkpoint_every and self.global_step % config.checkpoint_every == 0 and \
+                            self.step_in_epoch < self.steps_per_epoch:  # at an epoch's end: see _end_epoch
+                        self.save_checkpoint()
+                self._log(bar, max(done, 1), started)
+                self._end_epoch(epoch, lr, time.perf_counter() - epoch_start, epoch_steps)
+        finally:
+            del batches  # ends the loader's workers now, not at garbage collection
+
+    def _inputs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (input, target) tensors of a batch: rendered here, on the training device, when the
+        training set renders its pairs there (see :mod:`expolib.render`), else as the loader gave them."""
+        render = getattr(self.train_set, "render_batch", None)
+        if render is not None and isinstance(batch, dict) and "photo" in batch:
+            return render(batch, self.device)
+        return batch["input"], batch["target"]
+
+    def _validation_due(self, last_epoch: bool) -> bool:
+        if self.val_set is None or not self.process.main:
+            return False
+        if last_epoch:
+            return True
+        steps_ok = self.config.validate_every is None or \
+            self.global_step - self._validated_step >= self.config.validate_every
+        minutes_ok = self.config.validate_minutes <= 0 or self._due(self.config.validate_minutes,
+                                                                    self._validated_at)
+        return steps_ok and minutes_ok
 
     def _end_epoch(self, epoch: int, lr: float, seconds: float, steps: int) -> None:
         rows = [r for r in self.history.batches if r["epoch"] == epoch]  # includes steps before a resume
         means = {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in BATCH_KEYS}
         metrics = {"val_l1": math.nan, "val_psnr": math.nan}
-        if self.process.main:  # changes no state: an error here can still save the epoch's steps
+        last_epoch = epoch + 1 == self.config.epochs
+        validated = self._validation_due(last_epoch)
+        if validated:  # changes no state: an error here can still save the epoch's steps
             metrics = self.validate(save_grid=self.out_dir / f"val_epoch_{epoch + 1:03d}.jpg")
+            self._validated_at, self._validated_step = time.monotonic(), self.global_step
         self.state.begin_update()
         images = steps * self.config.batch_size * self.process.world_size
         self.history.epochs.append({
@@ -409,8 +504,16 @@ class Trainer:
         improved = math.isfinite(score) and score < self.best
         self.best = score if improved else self.best
         self.state.reach_boundary(self.device)
-        self.save_checkpoint(best=improved)
-        self._print(_epoch_line(self.history.epochs[-1], self.config.epochs, self.val_set is not None))
+        if improved and self.process.main:
+            self.save_best()
+        every = self.config.checkpoint_every
+        due = last_epoch or self._due(self.config.checkpoint_minutes, self._saved_at) or \
+            bool(every and self.global_step % every == 0)
+        if stop_agreed(due, self.process, self.device):
+            self.save_checkpoint()
+        elif self.process.main:  # the history file follows the epochs even between checkpoints
+            self._written = self.history.write_jsonl(self.out_dir / "history.jsonl", self._written)
+        self._print(_epoch_line(self.history.epochs[-1], self.config.epochs, validated))
 
 
-__all__ = ["History", "RunState", "Trainer", "validate"]
+__all__ = ["LOG_EVERY", "History", "RunState", "Trainer", "validate", "validation_loader"]

@@ -289,7 +289,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path)
+    config = tiny_config(tmp_path, checkpoint_every=3)  # last.pt at the end of epoch 1 (global step 3)
     trainer = Trainer(config, TinyPairs(nan_at=3 * 4 + 1))  # the first batch of epoch 2 has NaN inputs
     written: list[bytes] = []  # last.pt as each save left it, read before any later step runs
     save = trainer.save_checkpoint
@@ -300,17 +300,40 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) ->
         return path
 
     trainer.save_checkpoint = save_and_read  # type: ignore[method-assign]
-    with pytest.raises(TrainingDiverged, match="epoch 2, step 1"):
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 1 .*discriminator's loss is nan"):
         trainer.fit()
     assert len(written) == 1  # the end of epoch 1, and nothing after the divergence
     assert trainer.last_path.read_bytes() == written[0]
     state = load_checkpoint(trainer.last_path)
     assert (state["epoch"], state["global_step"]) == (1, 3)
-    # the discriminator's loss was NaN, checked before either update: both networks equal the checkpoint
-    for name, tensor in trainer.generator.state_dict().items():
+    # every later step had a NaN loss: the device skipped each update (no host check in the step), so
+    # the weights and Adam's moments still equal the checkpoint's
+    for name, tensor in trainer.generator.named_parameters():
         assert torch.equal(tensor, state["generator"][name]), name
-    for name, tensor in trainer.discriminator.state_dict().items():
+    for name, tensor in trainer.discriminator.named_parameters():
         assert torch.equal(tensor, state["discriminator"][name]), name
+    for key in ("opt_g", "opt_d"):
+        saved = state[key]["state"]
+        now = getattr(trainer.model, key).state_dict()["state"]
+        for index, moments in now.items():
+            assert torch.equal(moments["exp_avg"], saved[index]["exp_avg"])
+            assert torch.equal(moments["step"], saved[index]["step"])
+
+
+def test_the_unchecked_step_skips_a_poisoned_update_on_the_device(tmp_path: Path) -> None:
+    # train_step(check=False) never reads a loss on the host, yet a non-finite loss changes nothing
+    torch.manual_seed(0)
+    model = Pix2Pix(tiny_config(tmp_path), "cpu")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    g_before = {k: v.clone() for k, v in model.generator.named_parameters()}
+    d_before = {k: v.clone() for k, v in model.discriminator.named_parameters()}
+    model.train_step(torch.full_like(x, float("nan")), x, check=False)  # no exception: checked later
+    assert not torch.isfinite(model.last_totals).all()
+    assert all(torch.equal(t, g_before[k]) for k, t in model.generator.named_parameters())
+    assert all(torch.equal(t, d_before[k]) for k, t in model.discriminator.named_parameters())
+    model.train_step(x, x.flip(-1), check=False)  # a good batch afterwards trains as usual
+    assert torch.isfinite(model.last_totals).all()
+    assert not all(torch.equal(t, g_before[k]) for k, t in model.generator.named_parameters())
 
 
 def test_a_non_finite_generator_loss_comes_after_the_discriminators_step(tmp_path: Path) -> None:
@@ -352,7 +375,7 @@ def test_an_error_inside_an_update_keeps_the_last_checkpoint(tmp_path: Path,
     trainer.fit(max_steps=1)  # one epoch done: last.pt at global step 1
     before = trainer.last_path.read_bytes()
 
-    def out_of_memory(*args: Any) -> None:
+    def out_of_memory(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("out of memory")  # as if the GPU ran out halfway through the step
 
     monkeypatch.setattr(trainer.model, "_step", out_of_memory)
@@ -611,7 +634,8 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
     monkeypatch.setattr(checkpoint.torch, "save", full_disk)
     status, lines = _stderr_after(["train", *TINY_CLI, "--out", str(out), "--resume"], capsys)
     errors = [line for line in lines if line.startswith("error:")]
-    assert status == 2 and len(errors) == 1 and str(out / "last.pt") in errors[0], lines
+    # one line naming the file being written (best.pt comes first when the score improved)
+    assert status == 2 and len(errors) == 1 and str(out) in errors[0] and ".pt:" in errors[0], lines
     assert not any("Traceback" in line for line in lines)
     assert (out / "last.pt").read_bytes() == before  # the previous checkpoint is whole
     assert not list(out.glob(".*.tmp"))
@@ -656,3 +680,98 @@ def test_training_estimates_its_length_after_the_first_steps(tmp_path: Path) -> 
     trainer.fit()
     estimates = [line for line in lines if "steps left" in line]
     assert len(estimates) == 1 and "images/s" in estimates[0] and "min" in estimates[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# One loader for the run, checkpoints and validation on a schedule
+
+
+class PidPairs(TinyPairs):
+    """TinyPairs whose items say which process loaded them."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        item["pid"] = os.getpid()
+        return item
+
+
+def test_one_loader_with_one_worker_serves_every_epoch(tmp_path: Path) -> None:
+    from expolib.checkpoint import ResumableBatches
+
+    config = tiny_config(tmp_path, epochs=3, num_workers=1)
+    batches = ResumableBatches(PidPairs(), config)
+    pids = [int(p) for batch in batches.run() for p in batch["pid"]]
+    assert len(pids) == 3 * 3 * 4  # three epochs of three batches of four
+    assert len(set(pids)) == 1 and pids[0] != os.getpid()  # one worker, never restarted
+
+
+def test_an_epoch_can_be_longer_than_the_set_and_still_resumes_exactly(tmp_path: Path) -> None:
+    # 12 pairs make 3 batches of 4; an epoch of 5 steps reshuffles the set within the epoch
+    straight = Trainer(tiny_config(tmp_path / "a", steps_per_epoch=5), TinyPairs())
+    straight.fit()
+    assert straight.global_step == 10
+    config = tiny_config(tmp_path / "b", steps_per_epoch=5)
+    Trainer(config, TinyPairs()).fit(max_steps=4)  # inside the second pass of epoch 1
+    resumed = Trainer(config, TinyPairs())
+    resumed.fit(resume=True)
+    assert_same_state(straight, resumed)
+
+
+def test_the_epoch_order_covers_the_set_before_repeating(tmp_path: Path) -> None:
+    from expolib.checkpoint import ResumableBatches
+
+    batches = ResumableBatches(TinyPairs(), tiny_config(tmp_path, steps_per_epoch=6, epochs=1))
+    keys = [key for batch in batches.run().batch_sampler for key in batch]
+    first, second = [k[2] for k in keys[:12]], [k[2] for k in keys[12:]]
+    assert sorted(first) == sorted(second) == list(range(12))  # two whole passes
+    assert first != second  # each pass its own shuffle
+    assert {k[1] for k in keys[:12]} == {0} and {k[1] for k in keys[12:]} == {1}
+
+
+def test_last_pt_follows_the_clock_and_best_pt_holds_only_the_generator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import expolib.trainer as trainer_module
+    from expolib.checkpoint import export_checkpoint, load_generator_checkpoint
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: clock[0])
+    config = tiny_config(tmp_path, epochs=3, checkpoint_minutes=1.0)
+    trainer = Trainer(config, TinyPairs(), TinyPairs(4, seed=1))
+    saves: list[int] = []
+    save = trainer.save_checkpoint
+
+    def counted(best: bool = False) -> Optional[Path]:
+        saves.append(trainer.global_step)
+        return save(best)
+
+    trainer.save_checkpoint = counted  # type: ignore[method-assign]
+    original_end = trainer._end_epoch
+
+    def end_epoch(*args: Any) -> None:
+        clock[0] += 25.0  # each epoch takes 25 s on this clock
+        original_end(*args)
+
+    trainer._end_epoch = end_epoch  # type: ignore[method-assign]
+    trainer.fit()
+    assert saves == [9]  # 25 s and 50 s are under a minute; the run's end always saves
+    clock[0] = 0.0
+
+    best = Path(config.out_dir) / "best.pt"
+    assert best.stat().st_size < 0.5 * trainer.last_path.stat().st_size  # no optimiser state
+    with pytest.raises(CheckpointError, match="resume from the run's last.pt"):
+        load_checkpoint(best)
+    generator, saved_config = load_generator_checkpoint(best)
+    assert saved_config.ngf == config.ngf
+    exported = export_checkpoint(best, tmp_path / "best.safetensors")
+    loaded = load_generator(exported)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(loaded(x), generator(x), atol=1e-6)
+
+
+def test_validation_runs_at_most_every_k_steps_and_at_the_end(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, epochs=4, validate_every=5)  # 3 steps per epoch
+    history = Trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
+    validated = [math.isfinite(row["val_l1"]) for row in history.epochs]
+    assert validated == [False, True, False, True]  # after steps 6 (>= 5 since 0) and 12 (the end)
+    grids = sorted(p.name for p in Path(config.out_dir).glob("val_epoch_*.jpg"))
+    assert grids == ["val_epoch_002.jpg", "val_epoch_004.jpg"]

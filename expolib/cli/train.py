@@ -27,7 +27,7 @@ SUMMARY = "train the pix2pix GAN (embedded photos, MSEC or your own photos)"
 DESCRIPTION = (
     "Train the U-Net generator and PatchGAN discriminator. Sizes and counts come from the budget "
     "(--budget or $EXPOLIB_BUDGET); every setting below overrides it. Writes last.pt, best.pt, "
-    "history.jsonl and a validation grid per epoch to --out. Run the same command under "
+    "history.jsonl and a validation grid per validation to --out. Run the same command under "
     "`torchrun --nproc_per_node N -m expolib train ...` for several GPUs or processes."
 )
 
@@ -66,7 +66,12 @@ _HELP = {
     "decay_epochs": "epochs of linear decay at the end (default: half)",
     "steps_per_epoch": "cap on steps per epoch ('all' for the whole set)",
     "val_batches": "cap on validation batches per epoch ('all' for every one)",
-    "checkpoint_every": "also save last.pt every N steps (0: end of epochs only)",
+    "checkpoint_every": "also save last.pt every N steps (0: not by steps)",
+    "checkpoint_minutes": "also save last.pt when this many minutes passed since the last save "
+                          "(0: only at the end, on Ctrl-C/SIGTERM and on errors)",
+    "validate_every": "validate at an epoch's end only after at least N steps since the last validation "
+                      "('all' or default: every epoch); the last epoch always validates",
+    "validate_minutes": "... and only when this many minutes passed since the last validation",
     "seed": "random seed (initialisation, data order, augmentation, dropout)",
     "device": "cuda, cuda:N, mps or cpu (default: the best available)",
     "amp": "mixed precision: on, off or auto (auto: on for CUDA)",
@@ -119,7 +124,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
             kwargs.update(type=parse_switch, metavar="on|off|auto")
         elif f.name in ("compile", "progress"):
             kwargs.update(type=parse_switch, metavar="on|off")
-        elif f.name in ("steps_per_epoch", "val_batches", "decay_epochs"):
+        elif f.name in ("steps_per_epoch", "val_batches", "decay_epochs", "validate_every"):
             kwargs.update(type=optional_int, metavar="N")
         elif f.name == "gan_mode":
             kwargs.update(choices=GAN_MODES)
