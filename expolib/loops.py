@@ -1,5 +1,6 @@
-"""Short loops for experiments: a data stream counted in steps, and one network trained on a
-reconstruction loss alone (the chapters' quick comparisons of networks and losses)."""
+"""Short loops for experiments: the pairs the chapters train on (MSEC when it is on disk, else the
+embedded photos), a data stream counted in steps, and one network trained on a reconstruction loss
+alone (the chapters' quick comparisons of networks and losses)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,27 @@ from typing import Any, Callable, Optional, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+
+
+def training_pairs(size: int, seed: int = 0) -> tuple[Dataset, Dataset, str]:
+    """Training crops, validation crops and a phrase naming their source: the MSEC dataset when
+    :func:`expolib.filepairs.find_msec` finds it (its own validation split), else the embedded photos
+    (the validation scenes, two fixed crops per photo and EV, as ``python -m expolib train`` uses)."""
+    from expolib.data import EmbeddedPairs
+    from expolib.filepairs import MSECPairs, find_msec
+
+    root = find_msec()
+    if root is not None:
+        return (MSECPairs(root, split="train", size=size, augment=True, seed=seed),
+                MSECPairs(root, split="val", size=size, augment=False, seed=seed),
+                f"the MSEC dataset ({root.name})")
+    return (EmbeddedPairs("train", size=size, augment=True, seed=seed),
+            EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=seed),
+            "the embedded photos (MSEC was not found)")
 
 
 def endless(loader: Iterable[T]) -> Iterator[T]:
@@ -65,4 +84,4 @@ def fit_reconstruction(model: nn.Module, loader: Iterable[dict[str, Any]], steps
     return losses
 
 
-__all__ = ["RECONSTRUCTION_LOSSES", "endless", "fit_reconstruction"]
+__all__ = ["RECONSTRUCTION_LOSSES", "endless", "fit_reconstruction", "training_pairs"]
