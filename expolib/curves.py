@@ -150,5 +150,5 @@ def format_mean_sd(values: tuple[float, float], digits: int = 2, signed: bool = 
     return f"{mean:{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
 
 
-__all__ = ["CURVE_EPOCHS", "Curve", "Trends", "band", "compare_trends", "curve_config", "disagreeing_intervals", "format_mean_sd",
-           "mean_sd", "train_seeds"]
+__all__ = ["CURVE_EPOCHS", "Curve", "Trends", "band", "compare_trends", "curve_config",
+           "disagreeing_intervals", "format_mean_sd", "mean_sd", "train_seeds"]

@@ -47,7 +47,8 @@ def test_disagreeing_intervals_counts_loss_and_quality_moving_the_wrong_way_toge
     assert disagreeing_intervals(loss, psnr) == 2
     # for an error (lower is better) the verdicts flip
     assert disagreeing_intervals(loss, psnr, higher_is_better=False) == 2
-    assert disagreeing_intervals([3.0, 2.0, 1.0], [0.1, 0.2, 0.3], higher_is_better=False) == 2  # error up, loss down
+    # the loss falls while the error rises, twice
+    assert disagreeing_intervals([3.0, 2.0, 1.0], [0.1, 0.2, 0.3], higher_is_better=False) == 2
     assert disagreeing_intervals([1.0, 1.0], [1.0, 2.0]) == 0  # a flat loss disagrees with nothing
     with pytest.raises(ValueError):
         disagreeing_intervals([1.0, 2.0], [1.0])
@@ -77,7 +78,8 @@ def test_curve_config_halves_the_crop_and_keeps_the_unet_to_a_1x1_bottleneck(nam
     config = curve_config(budget, seed=3, out_dir="somewhere")
     assert config.image_size == max(64, budget.image_size // 2)
     assert config.image_size // 2 ** config.depth == 1
-    assert (config.epochs, config.lr_policy, config.seed, config.progress) == (CURVE_EPOCHS, "constant", 3, False)
+    expected = (CURVE_EPOCHS, "constant", 3, False)
+    assert (config.epochs, config.lr_policy, config.seed, config.progress) == expected
     assert 4 <= config.steps_per_epoch <= 40
     assert config.val_batches * config.batch_size <= max(48, config.batch_size)
     assert (config.ngf, config.ndf, config.batch_size) == (budget.ngf, budget.ndf, budget.batch_size)
