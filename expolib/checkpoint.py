@@ -234,11 +234,12 @@ class SeededItems(Dataset):
     whichever process loads it and whenever; the global states are put back afterwards, so dropout and
     everything else in the process keep their own streams. Items are read by an :data:`ItemKey`
     (``pass`` counts the shuffles inside one epoch, when an epoch has more steps than the set has
-    batches); a plain index means pass 0 of :attr:`epoch`.
+    batches); a plain index means pass 0 of :attr:`epoch`. With ``draw``, items come from the
+    dataset's ``draw`` (see :mod:`expolib.render`) instead of being rendered in the loader.
     """
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+    def __init__(self, dataset: Dataset, seed: int, draw: bool = False) -> None:
+        self.dataset, self.seed, self.epoch, self.draw = dataset, seed, 0, draw
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -252,7 +253,8 @@ class SeededItems(Dataset):
         np.random.seed(int(words[1] % 2**32))
         random.seed(int(words[1]))
         try:
-            return self.dataset[index]
+            # draw: the item's random choices and uint8 crops only; the trainer renders the batch
+            return self.dataset.draw(index) if self.draw else self.dataset[index]  # type: ignore[attr-defined]
         finally:
             torch.set_rng_state(saved[0])
             np.random.set_state(saved[1])
@@ -316,13 +318,13 @@ class ResumableBatches:
     its key (:class:`SeededItems`), and worker seeds come from a generator seeded the same way.
     Batches are kept full, unless one batch is all there is. An epoch is one pass over the set, or
     ``config.steps_per_epoch`` batches when that is given (fewer, or more: a small set is then
-    reshuffled within the epoch).
+    reshuffled within the epoch). ``draw``: see :class:`SeededItems`.
     """
 
     def __init__(self, dataset: Dataset, config: TrainConfig, rank: int = 0, world_size: int = 1,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, draw: bool = False) -> None:
         self.config, self.rank, self.pin_memory = config, rank, pin_memory
-        self.items = SeededItems(dataset, config.seed)
+        self.items = SeededItems(dataset, config.seed, draw)
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                           seed=config.seed)
         per_process = len(self.sampler)

@@ -27,8 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from expolib.camera import Camera, CameraFamily
-from expolib.exposure import EVS, render_exposure
+from expolib.exposure import EVS
 from expolib.imageio import PathLike, load_image
+from expolib.render import draw_item, render_pairs
 from expolib.transforms import PairedTransform, check_side, resize_long_side, to_tensor01
 
 Item = dict[str, Any]
@@ -194,6 +195,7 @@ class _RenderedPairs(Dataset):
         self.seed = seed
         self.noise = noise
         self.camera = camera
+        self.deferred = False  # True: items are drawn, not rendered (the trainer renders batches)
         # a camera family varies colour itself (white balance), and input-only jitter on its EV 0 items
         # would teach the model to change photos that need no change
         self.transform = default_transform(size, augment, transform, scale,
@@ -219,24 +221,37 @@ class _RenderedPairs(Dataset):
         photo_index, crop = divmod(rest, self.crops_per_photo)
         return photo_index, crop, self.evs[ev_index]
 
-    def __getitem__(self, index: int) -> Item:
+    def draw(self, index: int) -> dict[str, Any]:
+        """Item ``index`` before rendering: the well-exposed crop as uint8 ``photo`` (3, S, S), its
+        drawn ``params`` and noise ``seed`` (see :mod:`expolib.render`), its ``ev`` and ``scene``."""
         photo_index, _crop, ev = self.locate(index)
         index %= len(self)
         seed = item_seed(self.seed, index)
+        # evaluation items: every choice from the item's own seed; training items: from the global
+        # generators, which the trainer seeds per item (expolib.checkpoint.SeededItems)
         generator = None if self.augment else torch.Generator().manual_seed(seed)
-        (target,) = self.transform.geometry(self._photo(photo_index), generator=generator)
+        (crop,), flip = self.transform.crop(self._photo(photo_index), generator=generator)
+        camera = self.camera if self.camera is not None else Camera(shot_noise=self.noise)
+        params, noise_seed, ev = draw_item(camera, ev, flip, self.transform.jitter_ranges(),
+                                           self.transform.jitter_p, generator)
         if self.camera is None:
-            source = render_exposure(target, ev, noise=self.noise, seed=seed)
-        else:
-            if self.augment:  # from the global RNG, which the trainer seeds per item: repeatable runs
-                seed = int(torch.randint(0, 2**62, (1,)))
-            draw = torch.Generator().manual_seed(seed)
-            if isinstance(self.camera, CameraFamily):
-                source, target, ev, _ = self.camera.render(target, draw)
-            else:
-                source = self.camera.render(target, ev, generator=draw)
-        x, y = self.transform.finish(source, target)
-        return {"input": x, "target": y, "ev": ev, "scene": self.photos[photo_index][0]}
+            noise_seed = seed  # the book's camera: the noise of render_exposure(..., seed=item seed)
+        photo = crop.mul(255.0).round_().to(torch.uint8)
+        return {"photo": photo, "params": params, "seed": torch.tensor(noise_seed), "ev": ev,
+                "scene": self.photos[photo_index][0]}
+
+    def __getitem__(self, index: int) -> Item:
+        item = self.draw(index)
+        if self.deferred:
+            return item  # rendered by render_batch, on the training device
+        x, y = render_pairs(item["photo"][None], item["params"][None], item["seed"][None])
+        return {"input": x[0], "target": y[0], "ev": item["ev"], "scene": item["scene"]}
+
+    def render_batch(self, batch: dict[str, Any],
+                     device: Union[str, torch.device, None] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) in [-1, 1] of a batch of :meth:`draw` items, rendered on ``device``: what
+        ``__getitem__`` gives item by item, for the whole batch at once."""
+        return render_pairs(batch["photo"], batch["params"], batch["seed"], device)
 
 
 class EmbeddedPairs(_RenderedPairs):

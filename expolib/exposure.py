@@ -65,13 +65,14 @@ def linear_to_srgb(y: A) -> A:
     return _where(y <= 0.0031308, y * 12.92, 1.055 * y ** (1 / 2.4) - 0.055)
 
 
-def tone_curve(y: A, knee: float = KNEE, white: float = WHITE) -> A:
+def tone_curve(y: A, knee: Union[float, torch.Tensor] = KNEE, white: Union[float, torch.Tensor] = WHITE) -> A:
     """Camera-like tone curve: scene linear light (>= 0) to display linear light in [0, 1].
 
     Identity up to ``knee``; above it a shoulder ``1 - (1 - knee) * (1 - t)**p`` with
     ``t = (y - knee) / (white - knee)`` and ``p = (white - knee) / (1 - knee)``, which meets the identity
     with slope 1, reaches 1 at ``white`` with slope 0, and clips beyond. The defaults are the book's
-    camera (:data:`KNEE`, :data:`WHITE`); :mod:`expolib.camera` draws other knees and whites.
+    camera (:data:`KNEE`, :data:`WHITE`); :mod:`expolib.camera` draws other knees and whites. On
+    tensors ``knee`` and ``white`` may be tensors that broadcast (one value per image of a batch).
     """
     _check_shoulder(knee, white)
     power = (white - knee) / (1.0 - knee)
@@ -81,7 +82,8 @@ def tone_curve(y: A, knee: float = KNEE, white: float = WHITE) -> A:
     return _where(y <= knee, y, shoulder)
 
 
-def inverse_tone_curve(d: A, knee: float = KNEE, white: float = WHITE) -> A:
+def inverse_tone_curve(d: A, knee: Union[float, torch.Tensor] = KNEE,
+                       white: Union[float, torch.Tensor] = WHITE) -> A:
     """Undo :func:`tone_curve`: display linear light in [0, 1] back to scene light in [0, ``white``]."""
     _check_shoulder(knee, white)
     power = (white - knee) / (1.0 - knee)
@@ -91,7 +93,9 @@ def inverse_tone_curve(d: A, knee: float = KNEE, white: float = WHITE) -> A:
     return _where(d <= knee, d, scene)
 
 
-def _check_shoulder(knee: float, white: float) -> None:
+def _check_shoulder(knee: Union[float, torch.Tensor], white: Union[float, torch.Tensor]) -> None:
+    if isinstance(knee, torch.Tensor) or isinstance(white, torch.Tensor):
+        return  # per-image parameters of a batch (expolib.render): checked where they were drawn
     if not (0.0 < knee < 1.0 < white):
         raise ValueError(f"the tone curve needs 0 < knee < 1 < white, got knee={knee}, white={white}")
 

@@ -15,6 +15,7 @@ from expolib.losses import GAN_MODES, LAMBDA_L1
 from expolib.models import NORMS, UPSAMPLING, PatchConfig, UNetConfig
 
 LR_POLICIES = ("linear", "constant")
+RENDER_ON = ("device", "loader")  # where rendered sources render their pairs (expolib.render)
 CAMERAS = ("plain", "random")  # how rendered sources make inputs: one camera, or expolib.camera's family
 
 
@@ -34,6 +35,10 @@ class TrainConfig:
     or fails, every ``checkpoint_every`` steps and whenever ``checkpoint_minutes`` have passed since the
     last save (checked at log points and epoch ends); validation at the end of an epoch, at most every
     ``validate_every`` steps and ``validate_minutes`` minutes, and always at the end of the last epoch.
+
+    ``render_on``: sources that render their pairs (:mod:`expolib.render`) do it on the training
+    device, a batch at a time (``"device"``), or item by item in the DataLoader (``"loader"``). Auto
+    (None): the device, except on a CPU with DataLoader workers, where workers render in parallel.
     """
 
     epochs: int = 150
@@ -68,6 +73,7 @@ class TrainConfig:
     gemm_convolutions: Optional[bool] = None  # small transposed convs as matrix products (auto: on the CPU)
     compile: bool = False
     num_workers: int = 0
+    render_on: Optional[str] = None  # rendered sources: "device" (batches) or "loader" (items); None: auto
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -102,6 +108,8 @@ class TrainConfig:
         if min(self.checkpoint_every, self.num_workers, self.checkpoint_minutes, self.validate_minutes) < 0:
             raise ValueError("TrainConfig.checkpoint_every, checkpoint_minutes, validate_minutes and "
                              "num_workers must be >= 0")
+        if self.render_on not in (None, *RENDER_ON):
+            raise ValueError(f"TrainConfig.render_on must be one of {RENDER_ON} (or None), got {self.render_on!r}")
         if self.validate_every is not None and self.validate_every < 1:
             raise ValueError(f"TrainConfig.validate_every must be at least 1 (or None), got {self.validate_every}")
 
@@ -146,4 +154,4 @@ def lr_factor(config: TrainConfig, epoch: int) -> float:
     return 1.0 - max(0, epoch + 1 - (config.epochs - decay)) / float(decay + 1)
 
 
-__all__ = ["CAMERAS", "LR_POLICIES", "TrainConfig", "lr_factor"]
+__all__ = ["CAMERAS", "LR_POLICIES", "RENDER_ON", "TrainConfig", "lr_factor"]

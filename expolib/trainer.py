@@ -155,6 +155,17 @@ def _sigint_stops(state: RunState, report: Callable[[str], None]) -> Iterator[No
             signal.signal(signum, old)
 
 
+def render_where(config: TrainConfig, device: torch.device, train_set: Dataset) -> Optional[str]:
+    """Where the training set's pairs are rendered: "device", "loader", or None for a set that does
+    not render (files, tensors). ``config.render_on`` decides; auto is the device, except on a CPU
+    with DataLoader workers (they render in parallel with the step)."""
+    if not (hasattr(train_set, "draw") and hasattr(train_set, "render_batch")):
+        return None
+    if config.render_on is not None:
+        return config.render_on
+    return "loader" if device.type == "cpu" and config.num_workers > 0 else "device"
+
+
 # ----------------------------------------------------------------------------------------------------
 # The trainer
 
@@ -202,8 +213,10 @@ class Trainer:
         self.step_in_epoch = 0  # steps of that epoch already done
         self.global_step = 0
         self.best = math.inf
+        self.render_on = render_where(config, self.device, train_set)
         self.batches = ResumableBatches(train_set, config, self.process.rank, self.process.world_size,
-                                        pin_memory=self.device.type == "cuda")
+                                        pin_memory=self.device.type == "cuda",
+                                        draw=self.render_on == "device")
         self.steps_per_epoch = self.batches.steps_per_epoch
         self._written = (0, 0)  # history rows already in history.jsonl
         self.state = RunState(rng=rng_state(self.device))
@@ -466,9 +479,8 @@ class Trainer:
     def _inputs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The (input, target) tensors of a batch: rendered here, on the training device, when the
         training set renders its pairs there (see :mod:`expolib.render`), else as the loader gave them."""
-        render = getattr(self.train_set, "render_batch", None)
-        if render is not None and isinstance(batch, dict) and "photo" in batch:
-            return render(batch, self.device)
+        if self.render_on == "device":
+            return self.train_set.render_batch(batch, self.device)  # type: ignore[attr-defined]
         return batch["input"], batch["target"]
 
     def _validation_due(self, last_epoch: bool) -> bool:

@@ -127,8 +127,16 @@ class PairedTransform:
         The parameters are drawn once here and applied to every image with torchvision's v2
         functional ops (drawing them ourselves lets a ``generator`` make them repeatable).
         """
+        out, flip = self.crop(*images, generator=generator)
+        return [TF.horizontal_flip(im) for im in out] if flip else out
+
+    def crop(
+        self, *images: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> tuple[list[torch.Tensor], bool]:
+        """What :meth:`geometry` does, except the flip: the cropped ``images`` and whether to flip
+        them (drawn as :meth:`geometry` draws it), for a caller that flips later, on the device."""
         if not images:
-            return []
+            return [], False
         h, w = images[0].shape[-2:]
         for other in images[1:]:
             if other.shape[-2:] != (h, w):
@@ -139,7 +147,7 @@ class PairedTransform:
         check_side(images[0])
         out = list(images)
         if self.size is None:
-            return out
+            return out, False
         short, rescale = self.size, self.train and self.scale is not None
         if rescale:
             lo, hi = self.scale  # type: ignore[misc]
@@ -148,7 +156,8 @@ class PairedTransform:
             # enlarge so a crop fits, or (with ``scale``) bring the short side to the drawn size
             scale = short / min(h, w)
             new = [max(self.size, round(h * scale)), max(self.size, round(w * scale))]
-            out = [TF.resize(im, new, antialias=True).clamp(0.0, 1.0) for im in out]
+            out = [TF.resize(im, new, antialias=True) for im in out]
+            out = [im.clamp(0.0, 1.0) if im.is_floating_point() else im for im in out]
             h, w = new
         if self.train:
             top = int(torch.randint(0, h - self.size + 1, (1,), generator=generator))
@@ -156,10 +165,18 @@ class PairedTransform:
             flip = bool(torch.rand((), generator=generator) < self.flip_p)
         else:
             top, left, flip = (h - self.size) // 2, (w - self.size) // 2, False
-        out = [TF.crop(im, top, left, self.size, self.size) for im in out]
-        if flip:
-            out = [TF.horizontal_flip(im) for im in out]
-        return out
+        return [TF.crop(im, top, left, self.size, self.size) for im in out], flip
+
+    def jitter_ranges(self) -> Optional[tuple[tuple[float, float], ...]]:
+        """(brightness, contrast, saturation, hue) ranges of the input-only colour jitter, or None
+        when this transform never jitters."""
+        if not (self.train and self.jitter_p > 0):
+            return None
+        jitter = self.photometric.transforms[0]
+        ranges = [getattr(jitter, name) for name in ("brightness", "contrast", "saturation", "hue")]
+        neutral = [(1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (0.0, 0.0)]
+        return tuple(tuple(float(v) for v in r) if r is not None else n  # type: ignore[misc]
+                     for r, n in zip(ranges, neutral))
 
     def finish(self, input01: torch.Tensor, target01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Colour-jitter the input (training only) and normalise both to [-1, 1]."""

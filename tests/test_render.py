@@ -1,0 +1,107 @@
+"""Pairs rendered in batches on the training device equal the per-item path, item for item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, Camera
+from expolib.checkpoint import SeededItems
+from expolib.data import EmbeddedPairs
+from expolib.exposure import render_exposure
+from expolib.render import P, render_pairs
+from expolib.transforms import denormalize
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _both_ways(source: EmbeddedPairs, keys: list[Any]) -> tuple[torch.Tensor, ...]:
+    """The items of ``keys`` rendered one by one in the loader, and drawn there but rendered as one
+    batch afterwards (what the trainer does on its device)."""
+    items = SeededItems(source, seed=7)
+    source.deferred = False
+    one_by_one = [items[key] for key in keys]
+    source.deferred = True
+    batch = default_collate([items[key] for key in keys])
+    source.deferred = False
+    x, y = source.render_batch(batch, "cpu")
+    return (torch.stack([i["input"] for i in one_by_one]), torch.stack([i["target"] for i in one_by_one]),
+            x, y, batch["params"])
+
+
+@pytest.mark.parametrize("camera", [None, DEFAULT_FAMILY, HELD_OUT_CAMERA], ids=["plain", "family", "held-out"])
+def test_a_batch_rendered_on_the_device_equals_the_items_rendered_one_by_one(camera: Any) -> None:
+    source = EmbeddedPairs("train", size=48, camera=camera, scale=(1.0, 1.5), crops_per_photo=2)
+    keys = [(1, 0, i) for i in range(0, len(source), max(1, len(source) // 12))][:12]
+    x1, y1, xb, yb, params = _both_ways(source, keys)
+    assert torch.equal(x1, xb) and torch.equal(y1, yb)
+    # and the batch really mixes what the items drew (else the test would prove little)
+    assert len(set(params[:, P["ev"]].tolist())) > 1
+    assert 0 < int(params[:, P["flip"]].sum()) < len(keys)
+    if camera is None:
+        assert 0 < int(params[:, P["jitter"]].sum())  # input-only colour jitter happened
+    if camera is DEFAULT_FAMILY:
+        assert (params[:, P["jpeg_quality"]] > 0).any() and (params[:, P["jpeg_quality"]] == 0).any()
+        assert (params[:, P["target_ev"]] != 0).any()
+
+
+def test_the_same_key_draws_the_same_pair_and_another_epoch_another() -> None:
+    source = EmbeddedPairs("train", size=48, camera=DEFAULT_FAMILY)
+    items = SeededItems(source, seed=1)
+    a, b, c = items[(0, 0, 5)], items[(0, 0, 5)], items[(1, 0, 5)]
+    assert torch.equal(a["input"], b["input"]) and not torch.equal(a["input"], c["input"])
+
+
+def test_device_rendering_matches_the_reference_camera() -> None:
+    # the batched maths against Camera.render and render_exposure, which the book explains
+    g = torch.Generator().manual_seed(0)
+    photo = (torch.rand(3, 40, 40, generator=g) * 255).round().to(torch.uint8)
+    image = photo.float() / 255
+    for camera, ev in [(Camera(knee=0.4, white=2.5, gamma=1.1, wb=(1.05, 1.0, 0.95)), -1.3),
+                       (HELD_OUT_CAMERA, 1.2), (Camera(), 0.0)]:
+        params = torch.zeros(1, len(P), dtype=torch.float64)
+        for name, value in {"ev": ev, "reinhard": float(camera.response == "reinhard"), "knee": camera.knee,
+                            "white": camera.white, "gamma": camera.gamma, "wb_r": camera.wb[0],
+                            "wb_g": camera.wb[1], "wb_b": camera.wb[2]}.items():
+            params[0, P[name]] = value
+        x, y = render_pairs(photo[None], params, torch.tensor([0]))
+        assert torch.allclose(denormalize(x[0]), camera.render(image, ev), atol=2e-5)
+        assert torch.equal(y[0], image * 2 - 1)
+    params = torch.zeros(1, len(P), dtype=torch.float64)
+    params[0, [P["ev"], P["knee"], P["white"], P["gamma"], P["shot_noise"]]] = torch.tensor(
+        [-1.0, 0.5, 2.0, 1.0, 0.02], dtype=torch.float64)
+    params[0, [P["wb_r"], P["wb_g"], P["wb_b"]]] = 1.0
+    x, _ = render_pairs(photo[None], params, torch.tensor([123]))
+    expected = render_exposure(image, -1.0, noise=0.02, seed=123)  # the book's camera with its noise
+    assert torch.allclose(denormalize(x[0]), expected, atol=2e-5)
+
+
+def test_ev_0_pairs_stay_identical_through_the_batch() -> None:
+    source = EmbeddedPairs("train", size=32, evs=(0.0,), camera=None)
+    source.deferred = True
+    batch = default_collate([SeededItems(source, 0)[(0, 0, i)] for i in range(6)])
+    params = batch["params"].clone()
+    params[:, P["jitter"]] = 0  # jitter is the input-only change that EV 0 keeps
+    x, y = render_pairs(batch["photo"], params, batch["seed"])
+    assert torch.equal(x, y)
+
+
+def test_training_on_device_rendered_batches_gives_the_loaders_weights(tmp_path: Any) -> None:
+    from expolib.trainconfig import TrainConfig
+    from expolib.trainer import Trainer
+
+    def run(render_on: str) -> Trainer:
+        config = TrainConfig(epochs=1, batch_size=4, image_size=32, ngf=4, ndf=4, depth=4, n_layers=2,
+                             steps_per_epoch=3, out_dir=str(tmp_path / render_on), device="cpu",
+                             progress=False, seed=5, render_on=render_on)
+        trainer = Trainer(config, EmbeddedPairs("train", size=32, camera=DEFAULT_FAMILY, crops_per_photo=1))
+        trainer.fit()
+        return trainer
+
+    on_device, in_loader = run("device"), run("loader")
+    assert on_device.render_on == "device" and in_loader.render_on == "loader"
+    for (name, a), b in zip(on_device.generator.state_dict().items(), in_loader.generator.state_dict().values()):
+        assert torch.equal(a, b), name
