@@ -324,7 +324,6 @@ def show_grid(
     return fig
 
 
-
 def draw_unet(config: Any, side: int = 256) -> plt.Figure:
     """Draw the U-Net of ``config`` (a :class:`~expolib.models.UNetConfig`) for a ``side`` x ``side``
     photo: one box per feature map with its side and channels, the encoder going down on the left, the
@@ -376,8 +375,75 @@ def draw_unet(config: Any, side: int = 256) -> plt.Figure:
     return fig
 
 
+def patch_window(config: Any, index: int) -> tuple[int, int]:
+    """(first pixel, side) of the window of input pixels that logit ``index`` of a
+    :class:`~expolib.models.PatchDiscriminator` built from ``config`` (a ``PatchConfig``) reads, along
+    one axis. The window may start before pixel 0 or end past the image: those pixels are padding."""
+    from torch import nn
+
+    from expolib.models import PatchDiscriminator, receptive_field
+
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        convs = [m for m in PatchDiscriminator(config).modules() if isinstance(m, nn.Conv2d)]
+    offset, jump = 0, 1
+    for conv in convs:  # each layer's padding moves the window's start back by padding x jump
+        offset += conv.padding[0] * jump
+        jump *= conv.stride[0]
+    return index * jump - offset, receptive_field(convs)
+
+
+def draw_patch(condition: ImageLike, candidate: ImageLike, config: Any,
+               centre: Optional[tuple[int, int]] = None, *, normalized: bool = False) -> plt.Figure:
+    """Draw one PatchGAN patch over a (condition, candidate) pair: the window of both images that one
+    logit of the discriminator built from ``config`` (a :class:`~expolib.models.PatchConfig`) reads
+    (red; dashed: the window of its right-hand neighbour), and where that logit sits in the map.
+
+    ``centre`` (row, column) picks the logit whose window is centred nearest it (default: the image's
+    centre). Images as in :func:`show_grid`; ``normalized=True`` for float images in [-1, 1]. The
+    window's side and position are computed from the layers (:func:`patch_window`), not typed in.
+    """
+    from matplotlib.patches import Rectangle
+
+    from expolib.models import PatchDiscriminator
+
+    images = [to_uint8_image(im, normalized=normalized) for im in (condition, candidate)]
+    if images[0].shape != images[1].shape:
+        raise ValueError(f"condition and candidate differ in shape: {images[0].shape} vs {images[1].shape}")
+    h, w = images[0].shape[:2]
+    with torch.device("meta"):
+        map_h, map_w = PatchDiscriminator(config)(torch.empty(1, 3, h, w), torch.empty(1, 3, h, w)).shape[-2:]
+    if min(map_h, map_w) < 1:
+        raise ValueError(f"a {w}x{h} pair is too small for this discriminator: its map is empty")
+    start0, field = patch_window(config, 0)
+    jump = patch_window(config, 1)[0] - start0
+    cy, cx = centre if centre is not None else (h // 2, w // 2)
+    row = min(max(round((cy - start0 - field / 2) / jump), 0), map_h - 1)
+    col = min(max(round((cx - start0 - field / 2) / jump), 0), map_w - 1)
+    top, left = patch_window(config, row)[0], patch_window(config, col)[0]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), gridspec_kw={"width_ratios": [w, w, w]})
+    for ax, image, title in zip(axes, images, ("condition (input)", "candidate")):
+        ax.imshow(image)
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), field, field, fill=False, color="tab:red", lw=2))
+        if col + 1 < map_w:
+            ax.add_patch(Rectangle((left + jump - 0.5, top - 0.5), field, field, fill=False,
+                                   color="tab:red", lw=1, ls="--"))
+        ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5), title=title)
+        ax.axis("off")
+    grid = np.zeros((map_h, map_w))
+    grid[row, col] = 1.0
+    axes[2].imshow(grid, cmap="Reds", vmin=0, vmax=1.4)
+    axes[2].set_xticks(np.arange(-0.5, map_w, 1), minor=True)
+    axes[2].set_yticks(np.arange(-0.5, map_h, 1), minor=True)
+    axes[2].grid(which="minor", color="gray", lw=0.3)
+    axes[2].tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    axes[2].set_title(f"patch map {map_h}x{map_w}: logit ({row}, {col})")
+    fig.suptitle(f"one logit reads the same {field}x{field} window of both images; its neighbour's "
+                 f"window (dashed) starts {jump} px further")
+    return fig
+
+
 __all__ = [
-    "draw_unet",
+    "draw_patch", "draw_unet", "patch_window",
     "BeforeAfter", "KINDS", "comparison_samples", "encode_image", "error_map", "show_comparison",
     "show_grid", "split_image", "static_slider_html",
 ]

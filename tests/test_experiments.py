@@ -1,0 +1,188 @@
+"""The pitfall experiments of chapters 2-5 (expolib.experiments) and the PatchGAN patch drawing."""
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.patches import Rectangle
+
+from expolib.config import get_budget
+from expolib.experiments import (
+    SIZES,
+    BankLoader,
+    evaluate_generator,
+    experiment_size,
+    flip_batch,
+    format_mean_sd,
+    gradient_energy,
+    hard_fakes,
+    mean_sd,
+    p_real,
+    pair_bank,
+    reexpose,
+    separated,
+    train_discriminator,
+    train_generator,
+)
+from expolib.exposure import KNEE, inverse_tone_curve, srgb_to_linear
+from expolib.models import PatchConfig, PatchDiscriminator, receptive_field
+from expolib.transforms import denormalize
+from expolib.viz import draw_patch, patch_window
+
+matplotlib.use("Agg")
+
+# A tiny size: the claims are checked on it in seconds.
+TINY = experiment_size(get_budget("quick"), side=32, photo_side=64, crops_per_photo=1, batch=4, steps=4,
+                       ngf=4, depth=5, ndf=4)
+EVS = (-1.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def bank() -> dict:
+    return pair_bank("train", TINY, EVS)
+
+
+def _batch(n: int = 6) -> dict:
+    g = torch.Generator().manual_seed(3)
+    return {"input": torch.rand(n, 3, 8, 10, generator=g) * 2 - 1,
+            "target": torch.rand(n, 3, 8, 10, generator=g) * 2 - 1}
+
+
+def test_every_budget_has_sizes_and_three_seeds() -> None:
+    for name in ("quick", "standard", "full"):
+        size = experiment_size(get_budget(name))
+        assert size == SIZES[name] and len(size.seeds) == 3
+        assert size.side % 2**size.depth == 0  # the crops go down the whole U
+    assert experiment_size(get_budget("quick"), steps=7).steps == 7
+
+
+def test_input_only_flip_moves_the_input_alone() -> None:
+    batch = _batch()
+    out = flip_batch(batch, torch.Generator().manual_seed(0), p=0.5, input_only=True)
+    flipped = out["flipped"]
+    assert 0 < int(flipped.sum()) < len(flipped)  # this seed flips some and keeps some
+    assert torch.equal(out["target"], batch["target"])
+    for i, f in enumerate(flipped):
+        assert torch.equal(out["input"][i], batch["input"][i].flip(-1) if f else batch["input"][i])
+
+
+def test_paired_flip_moves_both_with_one_draw() -> None:
+    batch = _batch()
+    out = flip_batch(batch, torch.Generator().manual_seed(0), p=0.5)
+    same = flip_batch(batch, torch.Generator().manual_seed(0), p=0.5, input_only=True)
+    assert torch.equal(out["flipped"], same["flipped"])  # the two arms of chapter 2 draw alike
+    for i, f in enumerate(out["flipped"]):
+        assert torch.equal(out["target"][i], batch["target"][i].flip(-1) if f else batch["target"][i])
+        assert torch.equal(out["input"][i], same["input"][i])
+    assert torch.equal(flip_batch(batch, torch.Generator(), p=0.0)["input"], batch["input"])
+
+
+def test_hard_fakes_are_the_target_half_a_stop_off() -> None:
+    targets = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 1.2 - 0.9
+    fakes = hard_fakes(targets, torch.Generator().manual_seed(0), shift=0.5)
+    scene_t = inverse_tone_curve(srgb_to_linear(denormalize(targets)))
+    scene_f = inverse_tone_curve(srgb_to_linear(denormalize(fakes)))
+    # where neither value reaches the tone curve's shoulder, scene light scales by exactly 2**±0.5
+    ok = (scene_t * 2**0.5 < KNEE) & (scene_t > 0.02)
+    ratios = [float((scene_f[i][ok[i]] / scene_t[i][ok[i]]).median()) for i in range(len(targets))]
+    for r in ratios:
+        assert r == pytest.approx(2**0.5, rel=2e-3) or r == pytest.approx(2**-0.5, rel=2e-3)
+    assert {r > 1 for r in ratios} == {True, False}  # both directions occur
+    assert torch.allclose(reexpose(targets[:1], 0.0), targets[:1], atol=1e-4)
+
+
+def test_bank_loader_is_repeatable_and_iterates_again(bank: dict) -> None:
+    first = [b["input"] for b in BankLoader(bank, 4, seed=5)]
+    again = [b["input"] for b in BankLoader(bank, 4, seed=5)]
+    assert len(first) == len(bank["input"]) // 4
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    loader = BankLoader(bank, 4, seed=5)
+    assert len(list(loader)) == len(list(loader)) == len(first)  # a new pass each time
+    with pytest.raises(ValueError):
+        BankLoader(bank, len(bank["input"]) + 1, seed=0)
+
+
+def test_bank_holds_unflipped_crops_of_the_stated_size(bank: dict) -> None:
+    assert bank["input"].shape[1:] == (3, TINY.side, TINY.side)
+    assert set(bank["ev"].tolist()) == set(EVS)
+    assert torch.equal(pair_bank("train", TINY, EVS)["target"], bank["target"])  # seeded positions
+
+
+def test_seeds_give_repeatable_runs(bank: dict) -> None:
+    val = [{"input": bank["input"][i], "target": bank["target"][i]} for i in range(4)]
+    a = evaluate_generator(train_generator(bank, TINY, 1, progress=False), val)
+    b = evaluate_generator(train_generator(bank, TINY, 1, progress=False), val)
+    c = evaluate_generator(train_generator(bank, TINY, 2, progress=False), val)
+    assert a == b and a != c
+    adv = train_generator(bank, TINY, 1, loss="l1+adv", progress=False)
+    assert not adv.training
+    with pytest.raises(ValueError):
+        train_generator(bank, TINY, 1, loss="l3")
+
+
+def test_gradient_energy_falls_with_blur() -> None:
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    blurred = torch.nn.functional.avg_pool2d(image[None], 3, 1, 1, count_include_pad=False)[0]
+    assert gradient_energy(blurred) < 0.5 * gradient_energy(image)
+    assert gradient_energy(torch.full((3, 8, 8), 0.3)) == 0.0
+
+
+def test_summaries_over_seeds() -> None:
+    assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_sd([4.0]) == (4.0, 0.0)
+    assert format_mean_sd([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
+    assert separated([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]) and not separated([1.0, 2.0, 3.0], [2.0, 2.5, 3.0])
+
+
+def test_chapter_4_claim_a_critic_of_hard_fakes_learns_them(bank: dict) -> None:
+    """Chapter 4's claim at a tiny size: trained on hard fakes, the critic scores real pairs above
+    them; trained on (input, input), it scores (input, input) below real pairs."""
+    size = experiment_size(get_budget("quick"), **{**TINY.__dict__, "steps": 40, "lr": 2e-3})
+    g = torch.Generator().manual_seed(0)
+    x, y = bank["input"][:16], bank["target"][:16]
+    hard, _ = train_discriminator(bank, size, 0, fakes="reexposed", progress=False)
+    assert p_real(hard, x, y).mean() > p_real(hard, x, hard_fakes(y, g)).mean()
+    easy, losses = train_discriminator(bank, size, 0, fakes="input", progress=False)
+    assert p_real(easy, x, y).mean() > p_real(easy, x, x).mean()
+    assert losses[-1] < losses[0]
+    before = {k: v.clone() for k, v in easy.state_dict().items()}
+    p_real(easy, x, x)
+    assert all(torch.equal(before[k], v) for k, v in easy.state_dict().items())  # nothing learned
+
+
+def test_chapter_2_claim_input_only_flips_blur_the_output(bank: dict) -> None:
+    """Chapter 2's claim at a small size: the generator trained on input-only flips leaves less detail
+    in its output than the one trained on paired flips (same seed, same crops, same flip draws)."""
+    size = experiment_size(get_budget("quick"), **{**TINY.__dict__, "steps": 60, "ngf": 8, "lr": 2e-3})
+    val = [{"input": bank["input"][i], "target": bank["target"][i]} for i in range(0, len(bank["input"]), 2)]
+    paired = evaluate_generator(train_generator(bank, size, 0, flip="paired", progress=False), val)
+    broken = evaluate_generator(train_generator(bank, size, 0, flip="input_only", progress=False), val)
+    assert broken["energy"] < paired["energy"]
+
+
+def test_patch_window_matches_the_gradient_of_one_logit() -> None:
+    config = PatchConfig(ndf=2)
+    disc = PatchDiscriminator(config).eval()
+    start, field = patch_window(config, 5)
+    assert field == receptive_field(disc) == 70
+    x = torch.randn(1, 3, 120, 120, requires_grad=True)
+    disc(x, x)[0, 0, 5, 5].backward()
+    rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)) > 0).flatten()
+    assert int(rows[0]) == max(start, 0) and int(rows[-1]) == min(start + field, 120) - 1
+
+
+def test_draw_patch_draws_the_same_window_on_both_images() -> None:
+    config = PatchConfig(ndf=8)
+    image = torch.rand(3, 128, 160)
+    fig = draw_patch(image, image.flip(-1), config)
+    boxes = [[p for p in ax.patches if isinstance(p, Rectangle) and p.get_linewidth() == 2]
+             for ax in fig.axes[:2]]
+    assert [len(b) for b in boxes] == [1, 1]
+    a, b = boxes[0][0], boxes[1][0]
+    assert a.get_width() == a.get_height() == 70 and a.get_xy() == b.get_xy()
+    cx, cy = a.get_x() + 35, a.get_y() + 35
+    assert abs(cx - 80) <= 8 and abs(cy - 64) <= 8  # the logit nearest the centre
+    assert fig.axes[2].images[0].get_array().shape == (14, 18)  # the map of a 128x160 pair
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        draw_patch(image, image[:, :64], config)
