@@ -118,3 +118,20 @@ def test_chapter7_evaluates_the_file_chapter6_exports() -> None:
     assert re.search(r'export_generator\(RUNS / "generator\.safetensors"\)', ch6)
     assert 'Path("runs", "chapter06", "generator.safetensors")' in ch7
     assert "PhotoCorrector(model)" in ch7 and 'PhotoCorrector(model, mode="direct")' in ch7
+
+
+def test_chapter8_evaluates_the_same_generator_by_the_same_rule() -> None:
+    """'Chapter 8 uses chapter 7's rule': the chapter 6 file in the full budget (or USE_OWN), else the
+    shipped one."""
+    ch7, ch8 = _chapter_code("07_evaluation.ipynb"), _chapter_code("08_alternatives.ipynb")
+    for code in (ch7, ch8):
+        assert 'Path("runs", "chapter06", "generator.safetensors")' in code
+        assert 'USE_OWN == "auto" and budget.name == "full"' in code
+
+
+@pytest.mark.parametrize("chapter", ["01_exposure_and_data.ipynb", "06_training.ipynb", "07_evaluation.ipynb"])
+def test_the_training_chapters_take_their_pairs_from_training_pairs(chapter: str) -> None:
+    """'Trained on MSEC when it is present': the chapters get their pairs from the one function that
+    chooses MSEC or the embedded photos, and print which."""
+    code = _chapter_code(chapter)
+    assert "training_pairs(" in code and "trained_on" in code
