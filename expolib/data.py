@@ -16,7 +16,9 @@ both images in [-1, 1]. Sources:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -24,11 +26,13 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from expolib.camera import Camera, CameraFamily
 from expolib.exposure import EVS
-from expolib.imageio import PathLike, load_image
+from expolib.imageio import ImageLoadError, PathLike, load_image
 from expolib.render import draw_item, render_pairs
 from expolib.transforms import PairedTransform, check_side, resize_long_side, to_tensor01
 
@@ -313,10 +317,47 @@ def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
 def load_resized(path: Path, max_side: Optional[int]) -> torch.Tensor:
     """A photo file as float (3, H, W) in [0, 1], shrunk to ``max_side``, refused (naming the file) if
     it is then too small: a panorama can lose its short side to the resize."""
-    image = to_tensor01(load_image(path))
-    resized = resize_long_side(image, max_side)
+    return to_tensor01(load_resized_uint8(path, max_side))
+
+
+def _cache_name(path: Path, max_side: int) -> str:
+    """A file name for ``path`` shrunk to ``max_side`` that changes when the file does."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{max_side}"
+    return hashlib.sha1(key.encode()).hexdigest()[:20] + ".png"
+
+
+def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[PathLike] = None,
+                       ) -> torch.Tensor:
+    """A photo file as uint8 (3, H, W), its long side shrunk to at most ``max_side``.
+
+    A JPEG much larger than ``max_side`` is decoded at a reduced scale first (Pillow's draft mode).
+    With ``cache_dir``, the shrunk photo is also kept there (lossless PNG, named from the file's path,
+    size and time, so an edited photo is decoded again) the first time, and read from there after:
+    a one-time cost instead of decoding a large original at every epoch. Refused, naming the file,
+    when it is then under the minimum side.
+    """
+    path = Path(path)
+    cached = Path(cache_dir) / _cache_name(path, max_side) if cache_dir is not None and max_side else None
+    if cached is not None and cached.is_file():
+        try:
+            return torch.from_numpy(load_image(cached).copy()).permute(2, 0, 1).contiguous()
+        except ImageLoadError:
+            pass  # a damaged cache entry: decode the original again
+    array = load_image(path, draft_side=max_side)
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    h, w = image.shape[-2:]
+    resized = image
+    if max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        resized = TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True)
     shrunk = f" (shrunk so its long side is {max_side} px)" if resized.shape != image.shape else ""
     check_side(resized, f"{path}{shrunk}")
+    if cached is not None and resized.shape != image.shape:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")  # workers may race: rename
+        Image.fromarray(resized.permute(1, 2, 0).numpy()).save(temporary, format="PNG", compress_level=1)
+        os.replace(temporary, cached)
     return resized
 
 

@@ -53,16 +53,24 @@ def _clip(x: A, lo: float, hi: float) -> A:
     return x.clamp(lo, hi) if isinstance(x, torch.Tensor) else np.clip(x, lo, hi)
 
 
+def power(x: A, p: Union[float, torch.Tensor]) -> A:
+    """``x ** p`` for ``x >= 0``. On tensors as ``exp(p log x)``, which PyTorch's CPU kernels compute
+    about twice as fast as a non-integer power (0 stays 0 and 1 stays 1 exactly)."""
+    if isinstance(x, torch.Tensor):
+        return torch.exp(torch.log(x) * p)
+    return x**p
+
+
 def srgb_to_linear(x: A) -> A:
     """Decode sRGB values in [0, 1] to linear light (IEC 61966-2-1 curve)."""
     x = _clip(x, 0.0, 1.0)
-    return _where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    return _where(x <= 0.04045, x / 12.92, power((x + 0.055) / 1.055, 2.4))
 
 
 def linear_to_srgb(y: A) -> A:
     """Encode linear light in [0, 1] as sRGB values in [0, 1] (inverse of :func:`srgb_to_linear`)."""
     y = _clip(y, 0.0, 1.0)
-    return _where(y <= 0.0031308, y * 12.92, 1.055 * y ** (1 / 2.4) - 0.055)
+    return _where(y <= 0.0031308, y * 12.92, 1.055 * power(y, 1 / 2.4) - 0.055)
 
 
 def tone_curve(y: A, knee: Union[float, torch.Tensor] = KNEE, white: Union[float, torch.Tensor] = WHITE) -> A:
@@ -75,10 +83,10 @@ def tone_curve(y: A, knee: Union[float, torch.Tensor] = KNEE, white: Union[float
     tensors ``knee`` and ``white`` may be tensors that broadcast (one value per image of a batch).
     """
     _check_shoulder(knee, white)
-    power = (white - knee) / (1.0 - knee)
+    exponent = (white - knee) / (1.0 - knee)
     y = y.clamp(min=0.0) if isinstance(y, torch.Tensor) else np.maximum(y, 0.0)
     t = _clip((y - knee) / (white - knee), 0.0, 1.0)
-    shoulder = 1.0 - (1.0 - knee) * (1.0 - t) ** power
+    shoulder = 1.0 - (1.0 - knee) * power(1.0 - t, exponent)
     return _where(y <= knee, y, shoulder)
 
 
@@ -86,10 +94,10 @@ def inverse_tone_curve(d: A, knee: Union[float, torch.Tensor] = KNEE,
                        white: Union[float, torch.Tensor] = WHITE) -> A:
     """Undo :func:`tone_curve`: display linear light in [0, 1] back to scene light in [0, ``white``]."""
     _check_shoulder(knee, white)
-    power = (white - knee) / (1.0 - knee)
+    exponent = (white - knee) / (1.0 - knee)
     d = _clip(d, 0.0, 1.0)
     s = _clip((1.0 - d) / (1.0 - knee), 0.0, 1.0)
-    scene = knee + (white - knee) * (1.0 - s ** (1.0 / power))
+    scene = knee + (white - knee) * (1.0 - power(s, 1.0 / exponent))
     return _where(d <= knee, d, scene)
 
 

@@ -15,16 +15,18 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset
 
-from expolib.data import IMAGE_EXTENSIONS, Item, default_transform, item_seed, list_images, load_resized
+from expolib.camera import Camera
+from expolib.data import IMAGE_EXTENSIONS, Item, default_transform, item_seed, list_images, load_resized_uint8
 from expolib.exposure import EVS
-from expolib.imageio import PathLike, load_image
-from expolib.transforms import PairedTransform, to_tensor01
+from expolib.imageio import PathLike
+from expolib.render import draw_item, finish_pairs
+from expolib.transforms import PairedTransform
 
 
 class DatasetLayoutError(ValueError):
@@ -38,7 +40,13 @@ def _examples(items: Sequence[str], limit: int = 5) -> str:
 
 
 class _FilePairs(Dataset):
-    """Base for sources whose inputs and targets are both files: one item per record and crop."""
+    """Base for sources whose inputs and targets are both files: one item per record and crop.
+
+    Files stay uint8 from decoding to the crop; the flip, the input-only colour jitter and the
+    normalisation run in :func:`expolib.render.finish_pairs`, on the training device when the trainer
+    asks for it (:meth:`draw` and :meth:`render_batch`). ``cache_dir``: see
+    :func:`expolib.data.load_resized_uint8` (used with ``max_side``).
+    """
 
     def __init__(
         self,
@@ -49,8 +57,10 @@ class _FilePairs(Dataset):
         crops_per_photo: int,
         seed: int,
         transform: Optional[PairedTransform],
+        cache_dir: Optional[PathLike] = None,
     ) -> None:
         self.records = list(records)
+        self.cache_dir = cache_dir
         self.size = size
         self.augment = augment and size is not None
         self.max_side = max_side
@@ -62,10 +72,12 @@ class _FilePairs(Dataset):
         return len(self.records) * self.crops_per_photo
 
     def load_pair(self, record_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input and target of a record as float (3, H, W) in [0, 1], the same size."""
+        """Input and target of a record as uint8 (3, H, W), the same size (the input's, shrunk to
+        ``max_side``; JPEGs decoded at a reduced scale where that allows, see
+        :func:`expolib.data.load_resized_uint8`)."""
         input_path, target_path, _ev, _scene = self.records[record_index]
-        x = load_resized(input_path, self.max_side)
-        y = to_tensor01(load_image(target_path))
+        x = load_resized_uint8(input_path, self.max_side, self.cache_dir)
+        y = load_resized_uint8(target_path, self.max_side, self.cache_dir)
         if y.shape[-2:] != x.shape[-2:]:
             (hx, wx), (hy, wy) = x.shape[-2:], y.shape[-2:]
             if abs(wx / hx - wy / hy) > 0.02 * (wx / hx):
@@ -73,10 +85,12 @@ class _FilePairs(Dataset):
                     f"{input_path} ({wx}x{hx}) and its target {target_path} ({wy}x{hy}) have different "
                     "shapes; the two images of a pair must show the same view"
                 )
-            y = TF.resize(y, [hx, wx], antialias=True).clamp(0.0, 1.0)
+            y = TF.resize(y, [hx, wx], antialias=True)
         return x, y
 
-    def __getitem__(self, index: int) -> Item:
+    def draw(self, index: int) -> dict[str, Any]:
+        """Item ``index`` before the device's part: uint8 ``photo`` (input) and ``target_photo`` crops,
+        the drawn flip and colour jitter as ``params`` (see :mod:`expolib.render`), ``ev``, ``scene``."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         index %= len(self)
@@ -84,9 +98,22 @@ class _FilePairs(Dataset):
         _inp, _tgt, ev, scene = self.records[record_index]
         x, y = self.load_pair(record_index)
         generator = None if self.augment else torch.Generator().manual_seed(item_seed(self.seed, index))
-        x, y = self.transform.geometry(x, y, generator=generator)
-        x, y = self.transform.finish(x, y)
-        return {"input": x, "target": y, "ev": ev, "scene": scene}
+        (x, y), flip = self.transform.crop(x, y, generator=generator)
+        params, seed, _ = draw_item(Camera(), 0.0, flip, self.transform.jitter_ranges(),
+                                    self.transform.jitter_p, generator)
+        return {"photo": x, "target_photo": y, "params": params, "seed": torch.tensor(seed), "ev": ev,
+                "scene": scene}
+
+    def __getitem__(self, index: int) -> Item:
+        item = self.draw(index)
+        x, y = finish_pairs(item["photo"][None], item["target_photo"][None], item["params"][None])
+        return {"input": x[0], "target": y[0], "ev": item["ev"], "scene": item["scene"]}
+
+    def render_batch(self, batch: dict[str, Any],
+                     device: Union[str, torch.device, None] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) in [-1, 1] of a batch of :meth:`draw` items, flipped, jittered and
+        normalised on ``device``."""
+        return finish_pairs(batch["photo"], batch["target_photo"], batch["params"], device)
 
 
 #: MSEC's file-name tokens for the five exposure levels.
@@ -133,6 +160,7 @@ class MSECPairs(_FilePairs):
         crops_per_photo: int = 1,
         seed: int = 0,
         transform: Optional[PairedTransform] = None,
+        cache_dir: Optional[PathLike] = None,
     ) -> None:
         self.root = Path(root)
         self.split = MSEC_SPLITS.get(split, split)
@@ -142,7 +170,7 @@ class MSECPairs(_FilePairs):
         if self.expert not in MSEC_EXPERTS:
             raise ValueError(f"unknown expert {expert!r}; MSEC has experts {', '.join(MSEC_EXPERTS)}")
         records = self._scan(set(float(ev) for ev in evs))
-        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform)
+        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform, cache_dir)
 
     @property
     def target_dir(self) -> Path:
@@ -218,10 +246,11 @@ class PairFolder(_FilePairs):
         crops_per_photo: int = 1,
         seed: int = 0,
         transform: Optional[PairedTransform] = None,
+        cache_dir: Optional[PathLike] = None,
     ) -> None:
         self.input_dir, self.target_dir = Path(input_dir), Path(target_dir)
         records = self._match()
-        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform)
+        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform, cache_dir)
 
     def _stems(self, folder: Path) -> dict[str, Path]:
         if not folder.is_dir():

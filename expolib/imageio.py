@@ -8,6 +8,8 @@ float images. Files that are missing, empty, not images, corrupt, truncated or t
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -65,10 +67,14 @@ def _to_rgb8(im: Image.Image, path: Path) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8).copy()
 
 
-def load_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+               draft_side: Optional[int] = None) -> np.ndarray:
     """Read a photo as uint8 RGB (H, W, 3), upright according to its EXIF orientation.
 
     ``max_pixels`` refuses larger images before decoding them (``None``: only Pillow's own limit).
+    ``draft_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (Pillow's draft mode, which
+    skips most of the decoding work) as long as its long side stays at least ``draft_side``: for a
+    caller that shrinks the photo to that side anyway.
     Raises :class:`ImageLoadError` for missing, empty, non-image, corrupt, truncated or oversized files.
     """
     path = Path(path)
@@ -100,6 +106,9 @@ def load_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -
                         f"{path}: image is {width}x{height} = {width * height:,} pixels, more than the "
                         f"limit of {max_pixels:,} ({_LARGER_LIMIT_HINT})"
                     )
+                if draft_side is not None and im.format == "JPEG" and max(width, height) > 2 * draft_side:
+                    factor = draft_side / max(width, height)  # draft keeps the size at least this
+                    im.draft("RGB", (max(1, math.ceil(width * factor)), max(1, math.ceil(height * factor))))
                 im.load()  # decode now: Pillow is lazy and would otherwise hide truncation
                 im = ImageOps.exif_transpose(im) or im
                 return _to_rgb8(im, path)

@@ -26,7 +26,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from expolib.camera import Camera, CameraFamily, jpeg_roundtrip
-from expolib.exposure import inverse_tone_curve, linear_to_srgb, srgb_to_linear, tone_curve
+from expolib.exposure import inverse_tone_curve, linear_to_srgb, power, srgb_to_linear, tone_curve
 from expolib.transforms import normalize
 
 # The numbers that describe one pair, by position in an item's ``params`` vector.
@@ -88,7 +88,7 @@ def _column(params: torch.Tensor, name: str) -> torch.Tensor:
 def _to_scene(display: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Each image's camera undone: display linear light -> scene linear light (Camera.to_scene)."""
     knee, white, gamma = (_column(params, k) for k in ("knee", "white", "gamma"))
-    shoulder = inverse_tone_curve(display, knee, white) ** (1.0 / gamma)
+    shoulder = power(inverse_tone_curve(display, knee, white), 1.0 / gamma)
     reinhard = _column(params, "reinhard") > 0
     if not bool(reinhard.any()):
         return shoulder
@@ -101,7 +101,7 @@ def _to_display(scene: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Each image's camera applied: scene linear light -> display linear light (Camera.to_display)."""
     knee, white, gamma = (_column(params, k) for k in ("knee", "white", "gamma"))
     s = scene.clamp(min=0.0)
-    shoulder = tone_curve(s**gamma, knee, white)
+    shoulder = tone_curve(power(s, gamma), knee, white)
     reinhard = _column(params, "reinhard") > 0
     if not bool(reinhard.any()):
         return shoulder
@@ -195,4 +195,18 @@ def render_pairs(photos: torch.Tensor, params: torch.Tensor, seeds: torch.Tensor
     return normalize(_jitter(source, params)), normalize(target)
 
 
-__all__ = ["P", "PARAMS", "camera_params", "draw_item", "render_pairs"]
+def finish_pairs(inputs: torch.Tensor, targets: torch.Tensor, params: torch.Tensor,
+                 device: Union[str, torch.device, None] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs whose two halves are files (uint8 (B, 3, H, W) input and target crops): flipped as drawn,
+    the input colour-jittered as drawn, both normalised to [-1, 1], on ``device``."""
+    device = torch.device(device) if device is not None else inputs.device
+    x = inputs.to(device, non_blocking=True).to(torch.float32) / 255.0
+    y = targets.to(device, non_blocking=True).to(torch.float32) / 255.0
+    params = params.to(device=device, dtype=torch.float32, non_blocking=True)
+    flip = _column(params, "flip") > 0
+    if bool(flip.any()):
+        x, y = torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
+    return normalize(_jitter(x, params)), normalize(y)
+
+
+__all__ = ["P", "PARAMS", "camera_params", "draw_item", "finish_pairs", "render_pairs"]

@@ -3,6 +3,8 @@ against a count by hand of every convolution the step runs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -110,3 +112,27 @@ def test_bf16_on_a_cpu_without_it_is_skipped_not_emulated() -> None:
 def test_bad_batch_sizes_are_refused() -> None:
     with pytest.raises(SystemExit):
         cli.main(["bench", "--quick", "--batch-sizes", "0,x"])
+
+
+def test_end_to_end_bench_reports_both_sources_against_the_bare_step(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "--end-to-end", "--quick", "--device", "cpu", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "bare step" in out and "plain pix2pix step" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.split()[:1] in (["embedded"], ["msec"])}
+    assert set(rows) == {"embedded", "msec"}
+    for cells in rows.values():
+        assert float(cells[1]) > 0 and cells[2].endswith("%")
+
+
+def test_the_generated_msec_folder_reads_as_msec(tmp_path: Path) -> None:
+    from expolib.endtoend import write_msec_folder
+    from expolib.filepairs import MSECPairs
+
+    root = write_msec_folder(tmp_path / "msec", scenes=3, side=80)
+    pairs = MSECPairs(root, "train", size=32)
+    assert len(pairs) == 3 * 5 and len(pairs.scenes) == 3
+    assert sorted({r[2] for r in pairs.records}) == [-1.5, -1.0, 0.0, 1.0, 1.5]
+    item = pairs[0]
+    assert item["input"].shape == (3, 32, 32) and item["input"].min() >= -1 and item["input"].max() <= 1

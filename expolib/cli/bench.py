@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -52,6 +52,20 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                              "chooses, on for the CPU)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed steps per measurement (default 3; 1 with --quick)")
+    e2e = parser.add_argument_group(
+        "end to end", "--end-to-end times Trainer.fit (data, rendering, step, logging) over a fixed number "
+        "of steps next to the bare step, for the shipped photos rendered on the device and for a "
+        "generated folder of JPEGs in MSEC's layout")
+    e2e.add_argument("--end-to-end", action="store_true", help="time training end to end instead")
+    e2e.add_argument("--network", choices=("pix2pix", "book", "quick"), default=None,
+                     help="network to train (default: pix2pix on CUDA, the book's on the CPU; quick with "
+                          "--quick)")
+    e2e.add_argument("--steps", type=int, default=None, help="timed steps (default 20; 3 with --quick)")
+    e2e.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    e2e.add_argument("--msec-side", type=int, default=512,
+                     help="long side of the generated MSEC-layout photos (default 512)")
+    e2e.add_argument("--compile", action="store_true",
+                     help="also time torch.compile (reports the run's time including compilation)")
     parser.set_defaults(func=_run_cli)
 
 
@@ -73,10 +87,34 @@ def _run_cli(args: argparse.Namespace) -> int:
     """A device that does not exist, or bad settings, are one line on stderr and exit status 2."""
     _check_devices(args.device)
     out = lambda line: print(line, flush=True)  # noqa: E731
+    if args.end_to_end:
+        _end_to_end(args, out)
+        return 0
     run_bench(devices=args.device, precision=args.precision, batch_sizes=args.batch_sizes,
               quick=args.quick, repeats=args.repeats, channels_last=auto_to_none(args.channels_last),
               gemm_convolutions=auto_to_none(args.gemm_convolutions), out=out)
     return 0
+
+
+def _end_to_end(args: argparse.Namespace, out: Any) -> None:
+    """``--end-to-end``: one table per device."""
+    from expolib.bench import BenchNetwork, networks
+    from expolib.endtoend import bench_end_to_end
+
+    for steps, name in ((args.steps, "--steps"), (args.msec_side, "--msec-side")):
+        if steps is not None and steps < 1:
+            raise UsageError(name, f"must be at least 1, got {steps}")
+    if args.num_workers < 0:
+        raise UsageError("--num-workers", f"must be >= 0, got {args.num_workers}")
+    devices = args.device or ["cuda" if torch.cuda.is_available() else "cpu"]
+    for device in devices:
+        wanted = args.network or ("quick" if args.quick else "pix2pix" if device.startswith("cuda") else "book")
+        found: dict[str, BenchNetwork] = {n.name: n for n in networks(quick=False) + networks(quick=True)}
+        net = found[wanted]
+        batch = args.batch_sizes[0] if args.batch_sizes != (1, 4) else (64 if wanted == "pix2pix" else 8)
+        steps = args.steps or (3 if args.quick else 20)
+        bench_end_to_end(device, net, batch, steps, args.precision, args.num_workers,
+                         msec_side=64 if args.quick else args.msec_side, compile_too=args.compile, out=out)
 
 
 __all__ = ["add_cli"]
