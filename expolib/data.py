@@ -327,6 +327,12 @@ def _cache_name(path: Path, max_side: int) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20] + ".png"
 
 
+def _long_side(path: Path) -> int:
+    """The long side of an image file, from its header."""
+    with Image.open(path) as image:
+        return max(image.size)
+
+
 def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[PathLike] = None,
                        ) -> torch.Tensor:
     """A photo file as uint8 (3, H, W), its long side shrunk to at most ``max_side``.
@@ -353,7 +359,7 @@ def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[
         resized = TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True)
     shrunk = f" (shrunk so its long side is {max_side} px)" if resized.shape != image.shape else ""
     check_side(resized, f"{path}{shrunk}")
-    if cached is not None and resized.shape != image.shape:
+    if cached is not None and _long_side(path) > max(resized.shape[-2:]):  # drafted or shrunk: keep it
         cached.parent.mkdir(parents=True, exist_ok=True)
         temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")  # workers may race: rename
         Image.fromarray(resized.permute(1, 2, 0).numpy()).save(temporary, format="PNG", compress_level=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -105,3 +106,62 @@ def test_training_on_device_rendered_batches_gives_the_loaders_weights(tmp_path:
     assert on_device.render_on == "device" and in_loader.render_on == "loader"
     for (name, a), b in zip(on_device.generator.state_dict().items(), in_loader.generator.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_file_pairs_finished_on_the_device_equal_the_items(tmp_path: Any) -> None:
+    from expolib.endtoend import write_msec_folder
+    from expolib.filepairs import MSECPairs
+
+    pairs = MSECPairs(write_msec_folder(tmp_path / "msec", scenes=4, side=96), "train", size=48)
+    items = SeededItems(pairs, seed=2)
+    keys = [(0, 0, i) for i in range(len(pairs))]
+    one_by_one = [items[key] for key in keys]
+    batch = default_collate([SeededItems(pairs, seed=2, draw=True)[key] for key in keys])
+    assert batch["photo"].dtype == torch.uint8 and batch["target_photo"].dtype == torch.uint8
+    x, y = pairs.render_batch(batch, "cpu")
+    assert torch.equal(x, torch.stack([i["input"] for i in one_by_one]))
+    assert torch.equal(y, torch.stack([i["target"] for i in one_by_one]))
+    assert 0 < int(batch["params"][:, P["flip"]].sum()) < len(keys)
+
+
+def _big_jpeg(path: Any, side: int = 1600) -> Any:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(1, 3, 12, 16, generator=g)
+    image = torch.nn.functional.interpolate(coarse, size=(side * 3 // 4, side), mode="bicubic")[0]
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(array).save(path, quality=92)
+    return path
+
+
+def test_draft_decoding_gives_the_full_decodes_picture(tmp_path: Any) -> None:
+    from PIL import Image
+
+    from expolib.data import load_resized_uint8
+
+    path = _big_jpeg(tmp_path / "big.jpg")
+    fast = load_resized_uint8(path, 300)
+    assert tuple(fast.shape) == (3, 225, 300)
+    reference = Image.open(path).convert("RGB").resize((300, 225), Image.Resampling.LANCZOS)
+    full = torch.from_numpy(np.array(reference)).permute(2, 0, 1)
+    assert (fast.float() - full.float()).abs().mean() < 2.0  # code values: the same picture
+
+
+def test_the_resize_cache_is_written_once_and_follows_the_file(tmp_path: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import expolib.data as data
+
+    path = _big_jpeg(tmp_path / "big.jpg", side=800)
+    cache = tmp_path / "cache"
+    first = data.load_resized_uint8(path, 200, cache)
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".png"
+    decoded: list[Any] = []
+    real = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda p, *a, **k: decoded.append(p) or real(p, *a, **k))
+    again = data.load_resized_uint8(path, 200, cache)
+    assert torch.equal(first, again) and decoded == [files[0]]  # read from the cache, not the original
+    _big_jpeg(path, side=640)  # the photo is replaced: decoded again, cached under a new name
+    assert tuple(data.load_resized_uint8(path, 200, cache).shape) == (3, 150, 200)
+    assert len(list(cache.iterdir())) == 2 and decoded[-1] == path

@@ -775,3 +775,42 @@ def test_validation_runs_at_most_every_k_steps_and_at_the_end(tmp_path: Path) ->
     assert validated == [False, True, False, True]  # after steps 6 (>= 5 since 0) and 12 (the end)
     grids = sorted(p.name for p in Path(config.out_dir).glob("val_epoch_*.jpg"))
     assert grids == ["val_epoch_002.jpg", "val_epoch_004.jpg"]
+
+
+KILLED_RUN = '''
+import os, signal, sys
+import torch
+sys.path.insert(0, {tests!r})
+from test_train import TinyPairs, tiny_config
+from expolib.trainer import Trainer
+from pathlib import Path
+
+class KilledAt(TinyPairs):
+    def __getitem__(self, index):
+        if self.calls + 1 == {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)  # no handler, no save: the process just ends
+        return super().__getitem__(index)
+
+torch.set_num_threads(1)
+config = tiny_config(Path({tmp!r}), checkpoint_every=2, checkpoint_minutes=0.0, epochs=3)
+Trainer(config, KilledAt()).fit(resume=True)
+'''
+
+
+def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(tmp_path: Path) -> None:
+    straight = Trainer(tiny_config(tmp_path / "a", checkpoint_every=2, checkpoint_minutes=0.0, epochs=3),
+                       TinyPairs())
+    straight.fit()
+    script = tmp_path / "killed.py"
+    # killed while loading the 6th batch: last.pt was written after step 4 (inside epoch 2)
+    script.write_text(KILLED_RUN.format(tests=str(ROOT / "tests"), kill_at=5 * 4 + 2, tmp=str(tmp_path / "b")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    config = tiny_config(tmp_path / "b", checkpoint_every=2, checkpoint_minutes=0.0, epochs=3)
+    state = load_checkpoint(Path(config.out_dir) / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 4)
+    resumed = Trainer(config, TinyPairs())
+    resumed.fit(resume=True)
+    assert_same_state(straight, resumed)
