@@ -176,3 +176,16 @@ def test_report_boxes_quote_the_report() -> None:
     assert boxes
     for box in boxes:
         assert re.search(r'"[^"]{3,}"', box), f"a box does not quote the report: {box[:80]}"
+
+
+def test_the_repository_has_one_address_everywhere() -> None:
+    import re
+
+    files = [ROOT / "README.md", ROOT / "_config.yml", ROOT / "pyproject.toml", *sorted(BOOK.glob("*.ipynb")),
+             *sorted(BOOK.glob("*.md"))]
+    found = {m.group(1).removesuffix(".git") for f in files
+             for m in re.finditer(r"github\.com/([\w.-]+/[\w.-]+)", f.read_text())}
+    found -= {"googlecolab/colabtools"}  # cited, not ours
+    config = (ROOT / "_config.yml").read_text()
+    ours = re.search(r"url: https://github\.com/([\w.-]+/[\w.-]+)", config).group(1)
+    assert found == {ours}, f"more than one repository address: {sorted(found)}"
