@@ -148,7 +148,7 @@ def load_generator_checkpoint(path: PathLike) -> tuple[nn.Module, TrainConfig]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(f"{path} is not a readable expolib checkpoint: "
-                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+                              f"{(str(error) or type(error).__name__).splitlines()[0]}") from error
     if not isinstance(state, dict) or state.get("format") not in (GENERATOR_FORMAT, CHECKPOINT_FORMAT):
         raise CheckpointError(f"{path} is not an expolib checkpoint")
     config = TrainConfig.from_dict(state["config"])
@@ -156,7 +156,8 @@ def load_generator_checkpoint(path: PathLike) -> tuple[nn.Module, TrainConfig]:
     try:
         generator.load_state_dict(state["generator"])
     except (RuntimeError, KeyError) as error:
-        raise CheckpointError(f"{path}: the generator's weights do not fit its configuration: {error}") from error
+        raise CheckpointError(f"{path}: the generator's weights do not fit its configuration: "
+                              f"{error}") from error
     return generator.eval(), config
 
 
@@ -351,7 +352,8 @@ class ResumableBatches:
 
 __all__ = [
     "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "GENERATOR_FORMAT", "export_checkpoint",
-    "generator_checkpoint", "load_generator_checkpoint", "working_side", "CHECKPOINT_KEYS", "DATA_FIELDS", "TEMP_SUFFIX",
+    "generator_checkpoint", "load_generator_checkpoint", "working_side", "CHECKPOINT_KEYS", "DATA_FIELDS",
+    "TEMP_SUFFIX",
     "CheckpointError", "ItemKey", "ResumableBatches", "RunBatches", "SeededItems", "atomic_save",
     "check_resumable",
     "load_checkpoint", "remove_stale_temporaries", "rng_state", "seed_worker", "set_rng_state",

@@ -86,7 +86,8 @@ def plain_step(model: Pix2Pix) -> Callable[[torch.Tensor, torch.Tensor], None]:
     return step
 
 
-def _config(net: BenchNetwork, batch: int, device: torch.device, precision: str, **changes: Any) -> TrainConfig:
+def _config(net: BenchNetwork, batch: int, device: torch.device, precision: str,
+            **changes: Any) -> TrainConfig:
     return TrainConfig(batch_size=batch, image_size=net.image_size, ngf=net.ngf, ndf=net.ndf, depth=net.depth,
                        amp=precision == "bf16", device=str(device), progress=False, **changes)
 

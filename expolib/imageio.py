@@ -9,7 +9,6 @@ float images. Files that are missing, empty, not images, corrupt, truncated or t
 from __future__ import annotations
 
 import math
-
 import warnings
 from pathlib import Path
 from typing import Optional, Union

@@ -109,9 +109,11 @@ class TrainConfig:
             raise ValueError("TrainConfig.checkpoint_every, checkpoint_minutes, validate_minutes and "
                              "num_workers must be >= 0")
         if self.render_on not in (None, *RENDER_ON):
-            raise ValueError(f"TrainConfig.render_on must be one of {RENDER_ON} (or None), got {self.render_on!r}")
+            raise ValueError(f"TrainConfig.render_on must be one of {RENDER_ON} (or None), "
+                             f"got {self.render_on!r}")
         if self.validate_every is not None and self.validate_every < 1:
-            raise ValueError(f"TrainConfig.validate_every must be at least 1 (or None), got {self.validate_every}")
+            raise ValueError(f"TrainConfig.validate_every must be at least 1 (or None), "
+                             f"got {self.validate_every}")
 
     @classmethod
     def from_budget(cls, budget: Optional[Budget] = None, **overrides: Any) -> TrainConfig:

@@ -4,7 +4,8 @@
   process or many (``torchrun``), logs a :class:`History`, validates, saves image grids and checkpoints
   (``last.pt``, ``best.pt``), resumes where a run stopped, and stops with
   :class:`expolib.pix2pix.TrainingDiverged` on a NaN loss.
-- :func:`validate`: L1 and PSNR on the validation set, and a grid of images.
+- :func:`expolib.validation.validate` (re-exported here): L1 and PSNR on the validation set, and a
+  grid of images.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from expolib.checkpoint import (
@@ -43,62 +43,18 @@ from expolib.checkpoint import (
 from expolib.config import pick_device, seed_everything
 from expolib.distributed import gather, init_distributed, stop_agreed
 from expolib.history import BATCH_KEYS, History
-from expolib.imageio import to_uint8_image
-from expolib.metrics import psnr_batch
 from expolib.modelfile import save_generator
 from expolib.models import PatchDiscriminator, UNetGenerator
 from expolib.pix2pix import Pix2Pix, TrainingDiverged
 from expolib.trainconfig import TrainConfig, lr_factor
-from expolib.transforms import denormalize
+from expolib.validation import validate, validation_loader
 
 PathLike = Union[str, os.PathLike]
 LOG_EVERY = 10  # steps between two reads of the losses (and bar updates): the step itself never waits
 
 
 # ----------------------------------------------------------------------------------------------------
-# Validation and the run's state
-
-
-def _write_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, path: Path) -> None:
-    """Inputs, outputs and targets in [-1, 1] (one row each, up to 8 columns) as a JPEG of quality 90."""
-    from PIL import Image
-
-    n = min(8, inputs.shape[0])
-    rows = [denormalize(t[:n].detach().float().cpu()).clamp(0.0, 1.0) for t in (inputs, outputs, targets)]
-    grid = make_grid(torch.cat(rows), nrow=n, padding=2)  # (3, H, W) in [0, 1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8_image(grid)).save(path, format="JPEG", quality=90)
-
-
-@torch.no_grad()
-def validation_loader(val_set: Dataset, config: TrainConfig) -> DataLoader:
-    """The validation batches, in order; with workers, they stay alive between validations."""
-    return DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers,
-                      persistent_workers=config.num_workers > 0)
-
-
-@torch.no_grad()
-def validate(model: Pix2Pix, val_set: Optional[Dataset], config: TrainConfig,
-             save_grid: Optional[PathLike] = None, loader: Optional[DataLoader] = None) -> dict[str, float]:
-    """Mean L1 (in [-1, 1] units, like the training L1) and PSNR (dB, images in [0, 1]) of the
-    generator in eval mode on ``val_set`` (through ``loader`` when given); optionally save a grid of
-    the first batch to ``save_grid``."""
-    if val_set is None:
-        return {"val_l1": math.nan, "val_psnr": math.nan}
-    loader = loader if loader is not None else validation_loader(val_set, config)
-    l1_sum, psnr_sum, count = 0.0, 0.0, 0
-    for index, batch in enumerate(loader):
-        if config.val_batches is not None and index >= config.val_batches:
-            break
-        out = model.correct(batch["input"])  # (B, 3, H, W) in [-1, 1]
-        target = batch["target"].to(out.device)
-        l1_sum += (out - target).abs().mean(dim=(1, 2, 3)).sum().item()
-        # per image, in [0, 1] units; capped at 100 dB so that a perfect image keeps the mean finite
-        psnr_sum += psnr_batch(denormalize(out), denormalize(target)).clamp(max=100.0).sum().item()
-        count += out.shape[0]
-        if index == 0 and save_grid is not None:
-            _write_grid(batch["input"], out, batch["target"], Path(save_grid))
-    return {"val_l1": l1_sum / max(count, 1), "val_psnr": psnr_sum / max(count, 1)}
+# The run's state
 
 
 @dataclass
@@ -418,7 +374,8 @@ class Trainer:
     def _log(self, bar: tqdm, done: int, started: float) -> None:
         """Flush the losses and show their running means and the images/s on the bar."""
         self._flush()
-        rate = done * self.config.batch_size * self.process.world_size / max(time.perf_counter() - started, 1e-9)
+        seconds = max(time.perf_counter() - started, 1e-9)
+        rate = done * self.config.batch_size * self.process.world_size / seconds
         rows = [r for r in self.history.batches[-self.steps_per_epoch:] if r["epoch"] == self.epoch]
         means = {k: f"{np.mean([r[k] for r in rows]):.3g}" for k in BATCH_KEYS} if rows else {}
         bar.set_postfix({"epoch": self.epoch + 1, "img/s": f"{rate:.3g}", **means}, refresh=False)
@@ -465,11 +422,14 @@ class Trainer:
                             self.save_checkpoint()
                     if done == estimate_at:
                         left = (bar.total - bar.n) * (time.perf_counter() - started) / done
-                        rate = done * config.batch_size * self.process.world_size / (time.perf_counter() - started)
-                        self._print(f"{rate:.1f} images/s: about {left / 60:.1f} min for the {bar.total - bar.n} "
-                                    "steps left (validation and checkpoints not counted)")
+                        rate = done * config.batch_size * self.process.world_size / \
+                            (time.perf_counter() - started)
+                        self._print(f"{rate:.1f} images/s: about {left / 60:.1f} min for the "
+                                    f"{bar.total - bar.n} steps left (validation and checkpoints not "
+                                    "counted)")
+                    # (at an epoch's end, _end_epoch decides)
                     if config.checkpoint_every and self.global_step % config.checkpoint_every == 0 and \
-                            self.step_in_epoch < self.steps_per_epoch:  # at an epoch's end: see _end_epoch
+                            self.step_in_epoch < self.steps_per_epoch:
                         self.save_checkpoint()
                 self._log(bar, max(done, 1), started)
                 self._end_epoch(epoch, lr, time.perf_counter() - epoch_start, epoch_steps)

@@ -108,7 +108,8 @@ def _end_to_end(args: argparse.Namespace, out: Any) -> None:
         raise UsageError("--num-workers", f"must be >= 0, got {args.num_workers}")
     devices = args.device or ["cuda" if torch.cuda.is_available() else "cpu"]
     for device in devices:
-        wanted = args.network or ("quick" if args.quick else "pix2pix" if device.startswith("cuda") else "book")
+        default = "pix2pix" if device.startswith("cuda") else "book"
+        wanted = args.network or ("quick" if args.quick else default)
         found: dict[str, BenchNetwork] = {n.name: n for n in networks(quick=False) + networks(quick=True)}
         net = found[wanted]
         batch = args.batch_sizes[0] if args.batch_sizes != (1, 4) else (64 if wanted == "pix2pix" else 8)
