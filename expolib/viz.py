@@ -247,10 +247,13 @@ def show_comparison(
 ) -> BeforeAfter:
     """Show the live :class:`BeforeAfter` widget and, below it, the static slider for the same choice.
 
-    A built book page keeps notebook outputs but runs no kernel: the widget's output is then an empty
-    placeholder, while the static slider (plain HTML output) still works. In a live notebook the static
-    copy stays fixed on the first choice; the widget above it follows the drop-downs. ``width`` is the
-    displayed width in pixels (default: the images' own).
+    A built book page keeps notebook outputs but runs no kernel: a saved widget there is dead controls
+    (or an empty box offline), while the static slider (plain HTML output) still works. So the widget
+    is displayed with :data:`LIVE_WIDGET_NOTE` as its plain-text form, which is what a page or viewer
+    without widget support shows, and the book removes the live widget's output from its pages (cell
+    tag ``remove-output``). In a live notebook the static copy stays fixed on the first choice; the
+    widget above it follows the drop-downs. ``width`` is the displayed width in pixels (default: the
+    images' own).
     """
     from IPython.display import HTML, display
 
@@ -259,10 +262,16 @@ def show_comparison(
         viewer.photo.value = scene
     if ev is not None:
         viewer.ev.value = float(ev)
-    display(viewer)
+    # what ipywidgets 7 and 8 display for a widget, with a note instead of the widget's repr
+    view = {"version_major": 2, "version_minor": 0, "model_id": viewer.model_id}
+    display({"text/plain": LIVE_WIDGET_NOTE, "application/vnd.jupyter.widget-view+json": view}, raw=True)
     if static:
         display(HTML(viewer.static_html()))
     return viewer
+
+
+LIVE_WIDGET_NOTE = ("[live before/after widget: it works while the notebook runs; where nothing runs, "
+                    "use the static slider]")
 
 
 def error_map(output: ImageLike, target: ImageLike, *, normalized: bool = False) -> np.ndarray:
@@ -444,6 +453,6 @@ def draw_patch(condition: ImageLike, candidate: ImageLike, config: Any,
 
 __all__ = [
     "draw_patch", "draw_unet", "patch_window",
-    "BeforeAfter", "KINDS", "comparison_samples", "encode_image", "error_map", "show_comparison",
+    "BeforeAfter", "KINDS", "LIVE_WIDGET_NOTE", "comparison_samples", "encode_image", "error_map", "show_comparison",
     "show_grid", "split_image", "static_slider_html",
 ]

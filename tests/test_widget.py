@@ -117,3 +117,31 @@ def test_the_widget_state_serialises_with_the_image_bytes() -> None:
     (buffer,) = [b for b in image["buffers"] if b["path"] == ["value"]]
     assert base64.b64decode(buffer["data"]) == viewer.shown_png()
     assert state[viewer.split.model_id]["state"]["value"] == pytest.approx(0.8)
+
+
+def test_the_live_widget_saves_a_note_and_the_static_slider_its_picture(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+
+    from expolib.viz import LIVE_WIDGET_NOTE, show_comparison
+
+    shown: list[tuple[object, dict]] = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend((o, kw) for o in objs))
+    viewer = show_comparison(_samples(), width=64)
+    (bundle, options), (static, _) = shown
+    assert options.get("raw") is True
+    assert bundle["text/plain"] == LIVE_WIDGET_NOTE  # what a page without a kernel or widgets shows
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == viewer.model_id
+    assert "<img" in static._repr_html_()  # the static slider: plain HTML with the pictures inside
+
+
+def test_the_book_removes_the_live_widgets_output_from_its_pages() -> None:
+    import json
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    cells = [c for path in sorted(book.glob("*.ipynb")) for c in json.loads(path.read_text())["cells"]
+             if c["cell_type"] == "code" and "show_comparison(" in "".join(c["source"])]
+    assert cells, "no chapter shows the before/after comparison"
+    for cell in cells:
+        assert "static=False" in "".join(cell["source"])  # the static slider comes in a cell of its own
+        assert "remove-output" in cell["metadata"].get("tags", [])
