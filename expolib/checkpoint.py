@@ -326,6 +326,8 @@ class ResumableBatches:
                  pin_memory: bool = False, draw: bool = False) -> None:
         self.config, self.rank, self.pin_memory = config, rank, pin_memory
         self.items = SeededItems(dataset, config.seed, draw)
+        # drawn items may need their own batching (file bytes of different lengths)
+        self.collate = getattr(dataset, "collate", None) if draw else None
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                           seed=config.seed)
         per_process = len(self.sampler)
@@ -342,6 +344,7 @@ class ResumableBatches:
                              self.config.epochs, epoch, skip_batches)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch * 1009 + self.rank)
         return DataLoader(self.items, batch_sampler=sampler, num_workers=self.config.num_workers,
+                          collate_fn=self.collate,
                           pin_memory=self.pin_memory, worker_init_fn=seed_worker, generator=generator,
                           prefetch_factor=4 if self.config.num_workers else None)
 

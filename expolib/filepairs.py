@@ -14,19 +14,22 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import Dataset
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from expolib.camera import Camera
 from expolib.data import IMAGE_EXTENSIONS, Item, default_transform, item_seed, list_images, load_resized_uint8
 from expolib.exposure import EVS
-from expolib.imageio import PathLike
+from expolib.imageio import ImageLoadError, PathLike
 from expolib.render import draw_item, finish_pairs
-from expolib.transforms import PairedTransform
+from expolib.transforms import PairedTransform, check_side
 
 
 class DatasetLayoutError(ValueError):
@@ -46,6 +49,12 @@ class _FilePairs(Dataset):
     normalisation run in :func:`expolib.render.finish_pairs`, on the training device when the trainer
     asks for it (:meth:`draw` and :meth:`render_batch`). ``cache_dir``: see
     :func:`expolib.data.load_resized_uint8` (used with ``max_side``).
+
+    ``decode="device"`` (JPEG files only): the loader reads the files' bytes and only their headers
+    (size and EXIF orientation, to place the crop), and :meth:`render_batch` decodes the batch with
+    ``torchvision.io.decode_jpeg`` on the training device (nvJPEG on CUDA), then shrinks, crops, flips
+    and jitters there: a machine with two CPU cores can then feed a GPU. The decoder differs from
+    Pillow's by a code value here and there.
     """
 
     def __init__(
@@ -58,9 +67,17 @@ class _FilePairs(Dataset):
         seed: int,
         transform: Optional[PairedTransform],
         cache_dir: Optional[PathLike] = None,
+        decode: str = "loader",
     ) -> None:
         self.records = list(records)
         self.cache_dir = cache_dir
+        if decode not in DECODE:
+            raise ValueError(f"decode must be one of {DECODE}, got {decode!r}")
+        if decode == "device":
+            others = [str(p) for record in self.records for p in record[:2] if not _is_jpeg(p)]
+            if others:
+                raise ValueError(f"decode='device' reads JPEG files only; not JPEG: {_examples(others)}")
+        self.decode = decode
         self.size = size
         self.augment = augment and size is not None
         self.max_side = max_side
@@ -90,30 +107,110 @@ class _FilePairs(Dataset):
 
     def draw(self, index: int) -> dict[str, Any]:
         """Item ``index`` before the device's part: uint8 ``photo`` (input) and ``target_photo`` crops,
-        the drawn flip and colour jitter as ``params`` (see :mod:`expolib.render`), ``ev``, ``scene``."""
+        the drawn flip and colour jitter as ``params`` (see :mod:`expolib.render`), ``ev``, ``scene``.
+        With ``decode="device"``: the two files' bytes and the crop's ``box`` instead of the crops."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         index %= len(self)
         record_index = index // self.crops_per_photo
-        _inp, _tgt, ev, scene = self.records[record_index]
-        x, y = self.load_pair(record_index)
+        input_path, target_path, ev, scene = self.records[record_index]
         generator = None if self.augment else torch.Generator().manual_seed(item_seed(self.seed, index))
-        (x, y), flip = self.transform.crop(x, y, generator=generator)
+        item: dict[str, Any] = {"ev": ev, "scene": scene}
+        if self.decode == "device":
+            h, w = _shrunk(_oriented_size(input_path), self.max_side)
+            check_side(torch.empty(0, h, w), f"{input_path} (as decoded for training)")
+            new_h, new_w, top, left, flip = self.transform.crop_box(h, w, generator)
+            item.update(input_file=_file_bytes(input_path), target_file=_file_bytes(target_path),
+                        box=torch.tensor([h, w, new_h, new_w, top, left, self.transform.size or 0]))
+        else:
+            x, y = self.load_pair(record_index)
+            (x, y), flip = self.transform.crop(x, y, generator=generator)
+            item.update(photo=x, target_photo=y)
         params, seed, _ = draw_item(Camera(), 0.0, flip, self.transform.jitter_ranges(),
                                     self.transform.jitter_p, generator)
-        return {"photo": x, "target_photo": y, "params": params, "seed": torch.tensor(seed), "ev": ev,
-                "scene": scene}
+        item.update(params=params, seed=torch.tensor(seed))
+        return item
 
     def __getitem__(self, index: int) -> Item:
         item = self.draw(index)
-        x, y = finish_pairs(item["photo"][None], item["target_photo"][None], item["params"][None])
+        x, y = self.render_batch(self.collate([item]), "cpu")
         return {"input": x[0], "target": y[0], "ev": item["ev"], "scene": item["scene"]}
+
+    @staticmethod
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        """A batch of :meth:`draw` items: file bytes (of different lengths) as lists, the rest stacked."""
+        files = {key: [item.pop(key) for item in items] for key in ("input_file", "target_file")
+                 if key in items[0]}
+        batch = default_collate(items)
+        batch.update(files)
+        return batch
 
     def render_batch(self, batch: dict[str, Any],
                      device: Union[str, torch.device, None] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input, target) in [-1, 1] of a batch of :meth:`draw` items, flipped, jittered and
-        normalised on ``device``."""
+        """(input, target) in [-1, 1] of a batch of :meth:`draw` items, decoded (``decode="device"``),
+        flipped, jittered and normalised on ``device``."""
+        if "input_file" in batch:
+            device = torch.device(device) if device is not None else torch.device("cpu")
+            with warnings.catch_warnings():
+                # torchvision 0.29 announces that TorchCodec will take over image decoding; until
+                # then decode_jpeg is the decoder that batches on a GPU without another dependency
+                warnings.simplefilter("ignore", DeprecationWarning)
+                inputs = decode_jpeg(batch["input_file"], mode=ImageReadMode.RGB, device=device,
+                                     apply_exif_orientation=True)
+                targets = decode_jpeg(batch["target_file"], mode=ImageReadMode.RGB, device=device,
+                                      apply_exif_orientation=True)
+            crops = [_cut(x, y, box) for x, y, box in zip(inputs, targets, batch["box"].tolist())]
+            return finish_pairs(torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops]),
+                                batch["params"], device)
         return finish_pairs(batch["photo"], batch["target_photo"], batch["params"], device)
+
+
+DECODE = ("loader", "device")  # where file pairs decode their JPEGs
+
+
+def _file_bytes(path: Path) -> torch.Tensor:
+    """A file's bytes as a uint8 tensor (what decode_jpeg takes); a missing file names itself."""
+    try:
+        return torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+    except OSError as error:
+        raise ImageLoadError(f"{path}: cannot be read ({error.strerror or error})") from error
+
+
+def _is_jpeg(path: Path) -> bool:
+    return path.suffix.lower() in (".jpg", ".jpeg")
+
+
+def _oriented_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file as it is shown (EXIF orientation applied), from its header;
+    an unreadable file is an :class:`expolib.imageio.ImageLoadError` naming it."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path}: not a readable image ({error})") from error
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _shrunk(size: tuple[int, int], max_side: Optional[int]) -> tuple[int, int]:
+    """The size :func:`expolib.data.load_resized_uint8` gives a photo of ``size``."""
+    h, w = size
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _cut(x: torch.Tensor, y: torch.Tensor, box: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded input and target (uint8, on the device) shrunk to the input's size ``box[:2]``, resized
+    as drawn ``box[2:4]``, cropped at ``box[4:6]`` (``box[6]``: the crop's side, 0 for none)."""
+    h, w, new_h, new_w, top, left, side = box
+    x, y = (im if im.shape[-2:] == (h, w) else TF.resize(im, [h, w], antialias=True) for im in (x, y))
+    if side == 0:
+        return x, y
+    if (new_h, new_w) != (h, w):
+        x, y = TF.resize(x, [new_h, new_w], antialias=True), TF.resize(y, [new_h, new_w], antialias=True)
+    return TF.crop(x, top, left, side, side), TF.crop(y, top, left, side, side)
 
 
 #: MSEC's file-name tokens for the five exposure levels.
@@ -161,6 +258,7 @@ class MSECPairs(_FilePairs):
         seed: int = 0,
         transform: Optional[PairedTransform] = None,
         cache_dir: Optional[PathLike] = None,
+        decode: str = "loader",
     ) -> None:
         self.root = Path(root)
         self.split = MSEC_SPLITS.get(split, split)
@@ -170,7 +268,8 @@ class MSECPairs(_FilePairs):
         if self.expert not in MSEC_EXPERTS:
             raise ValueError(f"unknown expert {expert!r}; MSEC has experts {', '.join(MSEC_EXPERTS)}")
         records = self._scan(set(float(ev) for ev in evs))
-        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform, cache_dir)
+        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform, cache_dir,
+                         decode)
 
     @property
     def target_dir(self) -> Path:
@@ -247,10 +346,12 @@ class PairFolder(_FilePairs):
         seed: int = 0,
         transform: Optional[PairedTransform] = None,
         cache_dir: Optional[PathLike] = None,
+        decode: str = "loader",
     ) -> None:
         self.input_dir, self.target_dir = Path(input_dir), Path(target_dir)
         records = self._match()
-        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform, cache_dir)
+        super().__init__(records, size, augment, max_side, crops_per_photo, seed, transform, cache_dir,
+                         decode)
 
     def _stems(self, folder: Path) -> dict[str, Path]:
         if not folder.is_dir():

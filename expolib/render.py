@@ -20,6 +20,7 @@ numbers differ there while their distributions are the same.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Union
 
 import torch
@@ -127,9 +128,11 @@ def _jpeg(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
 
             as_uint8 = (images.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
             out = torch.empty_like(images)
-            for i, quality in enumerate(qualities):
-                data = encode_jpeg(as_uint8[i], quality=quality)
-                out[i] = decode_jpeg(data, device=images.device).to(images.dtype) / 255.0
+            with warnings.catch_warnings():  # torchvision 0.29+ points to TorchCodec; this still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for i, quality in enumerate(qualities):
+                    data = encode_jpeg(as_uint8[i], quality=quality)
+                    out[i] = decode_jpeg(data, device=images.device).to(images.dtype) / 255.0
             return out
         except (RuntimeError, TypeError):  # no CUDA JPEG codec in this build
             pass

@@ -145,9 +145,22 @@ class PairedTransform:
                     f"and {tuple(other.shape[-2:])}"
                 )
         check_side(images[0])
+        new_h, new_w, top, left, flip = self.crop_box(h, w, generator)
         out = list(images)
         if self.size is None:
             return out, False
+        if (new_h, new_w) != (h, w):
+            out = [TF.resize(im, [new_h, new_w], antialias=True) for im in out]
+            out = [im.clamp(0.0, 1.0) if im.is_floating_point() else im for im in out]
+        return [TF.crop(im, top, left, self.size, self.size) for im in out], flip
+
+    def crop_box(self, h: int, w: int, generator: Optional[torch.Generator] = None
+                 ) -> tuple[int, int, int, int, bool]:
+        """Where :meth:`crop` cuts an ``h`` x ``w`` photo: (height and width to resize it to first,
+        top, left, flip), drawn as :meth:`crop` draws them; for a caller that has only the size (a
+        photo decoded later, on the device). Without a crop size: the photo as it is."""
+        if self.size is None:
+            return h, w, 0, 0, False
         short, rescale = self.size, self.train and self.scale is not None
         if rescale:
             lo, hi = self.scale  # type: ignore[misc]
@@ -155,17 +168,14 @@ class PairedTransform:
         if min(h, w) < short or (rescale and min(h, w) != short):
             # enlarge so a crop fits, or (with ``scale``) bring the short side to the drawn size
             scale = short / min(h, w)
-            new = [max(self.size, round(h * scale)), max(self.size, round(w * scale))]
-            out = [TF.resize(im, new, antialias=True) for im in out]
-            out = [im.clamp(0.0, 1.0) if im.is_floating_point() else im for im in out]
-            h, w = new
+            h, w = max(self.size, round(h * scale)), max(self.size, round(w * scale))
         if self.train:
             top = int(torch.randint(0, h - self.size + 1, (1,), generator=generator))
             left = int(torch.randint(0, w - self.size + 1, (1,), generator=generator))
             flip = bool(torch.rand((), generator=generator) < self.flip_p)
         else:
             top, left, flip = (h - self.size) // 2, (w - self.size) // 2, False
-        return [TF.crop(im, top, left, self.size, self.size) for im in out], flip
+        return h, w, top, left, flip
 
     def jitter_ranges(self) -> Optional[tuple[tuple[float, float], ...]]:
         """(brightness, contrast, saturation, hue) ranges of the input-only colour jitter, or None

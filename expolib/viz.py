@@ -429,7 +429,7 @@ def draw_patch(condition: ImageLike, candidate: ImageLike, config: Any,
     row = min(max(round((cy - start0 - field / 2) / jump), 0), map_h - 1)
     col = min(max(round((cx - start0 - field / 2) / jump), 0), map_w - 1)
     top, left = patch_window(config, row)[0], patch_window(config, col)[0]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), gridspec_kw={"width_ratios": [w, w, w]})
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.0 * h / w + 1.0))
     for ax, image, title in zip(axes, images, ("condition (input)", "candidate")):
         ax.imshow(image)
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), field, field, fill=False, color="tab:red", lw=2))
@@ -453,6 +453,7 @@ def draw_patch(condition: ImageLike, candidate: ImageLike, config: Any,
 
 __all__ = [
     "draw_patch", "draw_unet", "patch_window",
-    "BeforeAfter", "KINDS", "LIVE_WIDGET_NOTE", "comparison_samples", "encode_image", "error_map", "show_comparison",
+    "BeforeAfter", "KINDS", "LIVE_WIDGET_NOTE", "comparison_samples", "encode_image", "error_map",
+    "show_comparison",
     "show_grid", "split_image", "static_slider_html",
 ]

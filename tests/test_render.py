@@ -165,3 +165,33 @@ def test_the_resize_cache_is_written_once_and_follows_the_file(tmp_path: Any,
     _big_jpeg(path, side=640)  # the photo is replaced: decoded again, cached under a new name
     assert tuple(data.load_resized_uint8(path, 200, cache).shape) == (3, 150, 200)
     assert len(list(cache.iterdir())) == 2 and decoded[-1] == path
+
+
+def test_jpeg_pairs_decoded_on_the_device_match_the_loaders_crops(tmp_path: Any) -> None:
+    from PIL import Image
+
+    from expolib.endtoend import write_msec_folder
+    from expolib.filepairs import MSECPairs
+
+    root = write_msec_folder(tmp_path / "msec", scenes=3, side=120)
+    # one photo stored on its side with an EXIF orientation tag: both paths must turn it upright
+    path = root / "training" / "INPUT_IMAGES" / "scene0000_N1.JPG"
+    image = Image.open(path)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+    on_loader = MSECPairs(root, "train", size=48, max_side=100)
+    on_device = MSECPairs(root, "train", size=48, max_side=100, decode="device")
+    keys = [(0, 0, i) for i in range(len(on_loader))]
+    expected = [SeededItems(on_loader, seed=3)[key] for key in keys]
+    drawn = SeededItems(on_device, seed=3, draw=True)
+    batch = on_device.collate([drawn[key] for key in keys])
+    assert isinstance(batch["input_file"], list) and batch["input_file"][0].dtype == torch.uint8
+    x, y = on_device.render_batch(batch, "cpu")
+    for i, item in enumerate(expected):  # same crop, flip and jitter; another JPEG decoder
+        assert (x[i] - item["input"]).abs().mean() < 4 / 255 * 2, i
+        assert (y[i] - item["target"]).abs().mean() < 4 / 255 * 2, i
+    with pytest.raises(ValueError, match="JPEG files only"):
+        (root / "training" / "GT_IMAGES" / "scene0001.jpg").rename(root / "training" / "GT_IMAGES" / "x.png")
+        Image.new("RGB", (120, 90)).save(root / "training" / "GT_IMAGES" / "scene0001.png")
+        MSECPairs(root, "train", size=48, decode="device")

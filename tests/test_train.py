@@ -814,3 +814,15 @@ def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(
     resumed = Trainer(config, TinyPairs())
     resumed.fit(resume=True)
     assert_same_state(straight, resumed)
+
+
+def test_training_on_msec_with_jpegs_decoded_on_the_device(tmp_path: Path) -> None:
+    from expolib.endtoend import write_msec_folder
+
+    root = write_msec_folder(tmp_path / "msec", scenes=3, side=64)
+    write_msec_folder(tmp_path / "val", scenes=2, side=64)
+    (tmp_path / "val" / "training").rename(root / "validation")
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_CLI, "--msec", str(root), "--decode", "device", "--out", str(out)]) == 0
+    state = load_checkpoint(out / "last.pt")
+    assert state["global_step"] == 2 and math.isfinite(state["history"]["epochs"][0]["val_psnr"])

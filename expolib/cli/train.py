@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from torch.utils.data import Dataset
 
 from expolib.checkpoint import CheckpointError
@@ -42,14 +43,20 @@ def _datasets(args: argparse.Namespace, config: TrainConfig) -> tuple[Dataset, O
     scale = (1.0, config.crop_scale) if config.crop_scale is not None else None
     render: dict[str, Any] = {"camera": DEFAULT_FAMILY if config.camera == "random" else None, "scale": scale}
     val_side = 2 * size if scale is not None else None  # validation crops at the training crops' scale
+    # JPEGs decode on the GPU when training on one (a few CPU cores cannot decode fast enough)
+    decode = args.decode or ("device" if config.device != "cpu" and torch.cuda.is_available() else "loader")
     if args.msec is not None:
-        return (filepairs.MSECPairs(args.msec, split="train", size=size, augment=True),
+        return (filepairs.MSECPairs(args.msec, split="train", size=size, augment=True, decode=decode),
                 filepairs.MSECPairs(args.msec, split="val", size=size, augment=False))
     if args.photos is not None:
         return data.PhotoFolderPairs(args.photos, size=size, augment=True, seed=config.seed, **render), None
     if args.pairs is not None:
         inputs, targets = args.pairs
-        return filepairs.PairFolder(inputs, targets, size=size, augment=True, seed=config.seed), None
+        files = [p for d in (inputs, targets) if Path(d).is_dir() for p in Path(d).iterdir()
+                 if p.is_file() and not p.name.startswith(".")]
+        all_jpeg = all(p.suffix.lower() in (".jpg", ".jpeg") for p in files)
+        return filepairs.PairFolder(inputs, targets, size=size, augment=True, seed=config.seed,
+                                    decode=decode if all_jpeg or args.decode else "loader"), None
     return (data.EmbeddedPairs("train", size=size, augment=True, seed=config.seed, **render),
             data.EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=config.seed,
                                max_side=val_side))
@@ -109,6 +116,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--export-half", action="store_true",
                         help="store the exported generator's weights as float16 (half the file size)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after N steps")
+    parser.add_argument("--decode", choices=("loader", "device"), default=None,
+                        help="--msec/--pairs JPEGs: decode in the DataLoader (Pillow), or on the training "
+                             "device in batches (default: device when training on CUDA)")
     settings = parser.add_argument_group("training settings (default: from the budget, else pix2pix's)")
     skip = {"out_dir"}
     for f in fields(TrainConfig):
