@@ -230,7 +230,7 @@ def benchmark_pipeline(size: int = 256, seconds: float = 5.0) -> dict[str, float
     Returns ``{"pairs_per_second", "pairs", "seconds", "size", "ms_per_pair"}``; the thread count is
     restored afterwards.
     """
-    from expolib.data import EmbeddedPairs, _embedded_tensor
+    from expolib.data import EmbeddedPairs, _embedded_codes
 
     dataset = EmbeddedPairs("train", size=size, augment=True)
     threads = torch.get_num_threads()
@@ -238,7 +238,7 @@ def benchmark_pipeline(size: int = 256, seconds: float = 5.0) -> dict[str, float
     try:
         order = torch.randperm(len(dataset)).tolist()
         for name in {photo for _scene, photo in dataset.photos}:  # decode the photos before timing
-            _embedded_tensor(name, dataset.max_side)
+            _embedded_codes(name, dataset.max_side)
         pairs, start = 0, time.perf_counter()
         while True:
             dataset[order[pairs % len(order)]]

@@ -34,7 +34,7 @@ from expolib.camera import Camera, CameraFamily
 from expolib.exposure import EVS
 from expolib.imageio import ImageLoadError, PathLike, load_image
 from expolib.render import draw_item, render_pairs
-from expolib.transforms import PairedTransform, check_side, resize_long_side, to_tensor01
+from expolib.transforms import PairedTransform, check_side, to_tensor01
 
 Item = dict[str, Any]
 
@@ -129,8 +129,14 @@ def embedded_photos(split: str) -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=64)
-def _embedded_tensor(name: str, max_side: Optional[int]) -> torch.Tensor:
-    return resize_long_side(to_tensor01(load_embedded_photo(name)), max_side)
+def _embedded_codes(name: str, max_side: Optional[int]) -> torch.Tensor:
+    """A shipped photo as uint8 (3, H, W), its long side shrunk to at most ``max_side``."""
+    image = torch.from_numpy(load_embedded_photo(name).copy()).permute(2, 0, 1).contiguous()
+    h, w = image.shape[-2:]
+    if max_side is None or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    return TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True)
 
 
 def item_seed(seed: int, index: int) -> int:
@@ -210,7 +216,8 @@ class _RenderedPairs(Dataset):
             self.max_side = needed if max_side is None else min(max_side, needed)
 
     def _photo(self, photo_index: int) -> torch.Tensor:
-        """The well-exposed photo as float (3, H, W) in [0, 1], long side at most ``max_side``."""
+        """The well-exposed photo as uint8 (3, H, W), long side at most ``max_side`` (uint8 until
+        the device renders it: a quarter of the memory traffic, and torchvision's fast uint8 resize)."""
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -240,8 +247,9 @@ class _RenderedPairs(Dataset):
                                            self.transform.jitter_p, generator)
         if self.camera is None:
             noise_seed = seed  # the book's camera: the noise of render_exposure(..., seed=item seed)
-        photo = crop.mul(255.0).round_().to(torch.uint8)
-        return {"photo": photo, "params": params, "seed": torch.tensor(noise_seed), "ev": ev,
+        # a crop may be a view of the cached photo: a copy of its own, so a worker sends only the crop
+        return {"photo": crop.clone(memory_format=torch.contiguous_format), "params": params,
+                "seed": torch.tensor(noise_seed), "ev": ev,
                 "scene": self.photos[photo_index][0]}
 
     def __getitem__(self, index: int) -> Item:
@@ -288,7 +296,7 @@ class EmbeddedPairs(_RenderedPairs):
         )
 
     def _photo(self, photo_index: int) -> torch.Tensor:
-        return _embedded_tensor(self.photos[photo_index][1], self.max_side)
+        return _embedded_codes(self.photos[photo_index][1], self.max_side)
 
     def __repr__(self) -> str:
         return (
@@ -405,7 +413,7 @@ class PhotoFolderPairs(_RenderedPairs):
         if photo_index in self._cache:
             self._cache.move_to_end(photo_index)
             return self._cache[photo_index]
-        image = load_resized(self.paths[photo_index], self.max_side)
+        image = load_resized_uint8(self.paths[photo_index], self.max_side)
         if self.cache_size > 0:
             self._cache[photo_index] = image
             while len(self._cache) > self.cache_size:

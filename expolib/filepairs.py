@@ -29,7 +29,7 @@ from expolib.data import IMAGE_EXTENSIONS, Item, default_transform, item_seed, l
 from expolib.exposure import EVS
 from expolib.imageio import ImageLoadError, PathLike
 from expolib.render import draw_item, finish_pairs
-from expolib.transforms import PairedTransform, check_side
+from expolib.transforms import PairedTransform, check_side, cut
 
 
 class DatasetLayoutError(ValueError):
@@ -208,9 +208,7 @@ def _cut(x: torch.Tensor, y: torch.Tensor, box: list[int]) -> tuple[torch.Tensor
     x, y = (im if im.shape[-2:] == (h, w) else TF.resize(im, [h, w], antialias=True) for im in (x, y))
     if side == 0:
         return x, y
-    if (new_h, new_w) != (h, w):
-        x, y = TF.resize(x, [new_h, new_w], antialias=True), TF.resize(y, [new_h, new_w], antialias=True)
-    return TF.crop(x, top, left, side, side), TF.crop(y, top, left, side, side)
+    return cut(x, new_h, new_w, top, left, side), cut(y, new_h, new_w, top, left, side)
 
 
 #: MSEC's file-name tokens for the five exposure levels.

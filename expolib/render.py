@@ -139,28 +139,57 @@ def _jpeg(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
     return torch.stack([jpeg_roundtrip(image, quality) for image, quality in zip(images, qualities)])
 
 
-def _camera_render(image: torch.Tensor, ev: torch.Tensor, params: torch.Tensor,
-                   seeds: Optional[torch.Tensor]) -> torch.Tensor:
-    """Each image rendered by its camera at its EV (Camera.render for a batch); EV 0 stays as it is.
-    ``seeds`` None: no noise, no white balance, no JPEG (the clean camera that re-exposes a target)."""
+def _scene_light(image: torch.Tensor, ev: torch.Tensor, params: torch.Tensor, gains: bool) -> torch.Tensor:
+    """sRGB values -> each camera's scene light, exposed by ``ev`` (and its white balance)."""
     scene = _to_scene(srgb_to_linear(image), params) * torch.pow(2.0, ev)
-    if seeds is not None:
-        gains = params[:, P["wb_r"]:P["wb_b"] + 1].view(-1, 3, 1, 1)
-        scene = scene * gains
-        shot, read = _column(params, "shot_noise"), _column(params, "read_noise")
-        noisy = (ev < 0) & ((shot > 0) | (read > 0))
-        if bool(noisy.any()):
-            rows = noisy.view(-1).nonzero().view(-1)
-            z = _noise(scene[rows].shape, seeds[rows], scene.device)
-            sigma = torch.sqrt(shot[rows] ** 2 * scene[rows].clamp(min=0.0) + read[rows] ** 2)
-            scene = scene.index_put((rows,), scene[rows] + sigma * z)
-    out = linear_to_srgb(_to_display(scene, params))
-    if seeds is not None:
-        quality = params[:, P["jpeg_quality"]]
-        rows = ((quality > 0) & (ev.view(-1) != 0)).nonzero().view(-1)
-        if rows.numel():
-            out = out.index_put((rows,), _jpeg(out[rows], [int(q) for q in quality[rows].tolist()]))
-    return torch.where(ev == 0, image, out)
+    return scene * params[:, P["wb_r"]:P["wb_b"] + 1].view(-1, 3, 1, 1) if gains else scene
+
+
+def _srgb_out(scene: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Scene light -> each camera's sRGB output."""
+    return linear_to_srgb(_to_display(scene, params))
+
+
+def _lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``table`` (B, 3, 1, 256) read at the uint8 ``codes`` (B, 3, H, W), image by image and channel
+    by channel."""
+    b, c, h, w = codes.shape
+    return table.reshape(b * c, 256).gather(1, codes.reshape(b * c, h * w).long()).view(b, c, h, w)
+
+
+def _render(codes: torch.Tensor, params: torch.Tensor,
+            seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) in [0, 1] for uint8 crops ``codes`` (B, 3, H, W) and their params.
+
+    Everything a camera does to a pixel, short of noise and JPEG, depends on that pixel's code value
+    alone (for a given image and channel). So each image's curves are computed once on the 256 code
+    values, a small table per image and channel, and the pixels look their values up: a fraction of
+    the arithmetic of computing every curve at every pixel (written by hand for that reason; the maths
+    is :class:`expolib.camera.Camera`'s). Noise is added where it belongs, in scene light, and the
+    pixels of those images go through the rest of the curve one by one.
+    """
+    b = codes.shape[0]
+    grid = (torch.arange(256, device=codes.device, dtype=torch.float32) / 255.0).expand(b, 3, 1, 256)
+    target_ev, ev = _column(params, "target_ev"), _column(params, "ev")
+    # the target: the photo re-exposed by a clean camera (same curves, no drift, noise or JPEG)
+    clean = _srgb_out(_scene_light(grid, target_ev, params, gains=False), params)
+    target_table = torch.where(target_ev == 0, grid, clean)
+    target = _lookup(target_table, codes)
+    scene_table = _scene_light(target_table, ev, params, gains=True)
+    source = _lookup(_srgb_out(scene_table, params), codes)
+    shot, read = _column(params, "shot_noise"), _column(params, "read_noise")
+    noisy = ((ev < 0) & ((shot > 0) | (read > 0))).view(-1)
+    if bool(noisy.any()):
+        rows = noisy.nonzero().view(-1)
+        scene = _lookup(scene_table[rows], codes[rows])
+        z = _noise(scene.shape, seeds[rows], scene.device)
+        sigma = torch.sqrt(shot[rows] ** 2 * scene.clamp(min=0.0) + read[rows] ** 2)
+        source = source.index_put((rows,), _srgb_out(scene + sigma * z, params[rows]))
+    quality = params[:, P["jpeg_quality"]]
+    rows = ((quality > 0) & (ev.view(-1) != 0)).nonzero().view(-1)
+    if rows.numel():
+        source = source.index_put((rows,), _jpeg(source[rows], [int(q) for q in quality[rows].tolist()]))
+    return torch.where(ev == 0, target, source), target
 
 
 def _jitter(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -187,14 +216,12 @@ def render_pairs(photos: torch.Tensor, params: torch.Tensor, seeds: torch.Tensor
     and their drawn ``params`` (B, len(PARAMS)) and noise ``seeds`` (B,) describe, computed on
     ``device`` (default: the photos' own)."""
     device = torch.device(device) if device is not None else photos.device
-    x = photos.to(device, non_blocking=True).to(torch.float32) / 255.0
+    codes = photos.to(device, non_blocking=True)
     params = params.to(device=device, dtype=torch.float32, non_blocking=True)
     flip = _column(params, "flip") > 0
     if bool(flip.any()):
-        x = torch.where(flip, x.flip(-1), x)
-    target_ev = _column(params, "target_ev")
-    target = _camera_render(x, target_ev, params, None) if bool((target_ev != 0).any()) else x
-    source = _camera_render(target, _column(params, "ev"), params, seeds)
+        codes = torch.where(flip, codes.flip(-1), codes)
+    source, target = _render(codes, params, seeds)
     return normalize(_jitter(source, params)), normalize(target)
 
 
