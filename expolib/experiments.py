@@ -31,7 +31,7 @@ from expolib.config import Budget, get_budget, pick_device, seed_everything
 from expolib.data import EmbeddedPairs
 from expolib.exposure import render_exposure
 from expolib.loops import endless, fit_reconstruction
-from expolib.losses import AdversarialLoss, discriminator_loss
+from expolib.losses import LAMBDA_L1, AdversarialLoss, discriminator_loss
 from expolib.metrics import checkerboard, psnr
 from expolib.models import PatchConfig, PatchDiscriminator, UNetConfig, UNetGenerator
 from expolib.pix2pix import Pix2Pix
@@ -66,7 +66,7 @@ SIZES: dict[str, ExperimentSize] = {
                             ndf=8, lr=2e-3),
     "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=500, ngf=16,
                                depth=5, ndf=16, lr=2e-3),
-    "full": ExperimentSize(side=128, photo_side=384, crops_per_photo=24, batch=32, steps=3000, ngf=32,
+    "full": ExperimentSize(side=128, photo_side=384, crops_per_photo=24, batch=32, steps=2000, ngf=32,
                            depth=7, ndf=64, lr=1e-3),
 }
 
@@ -136,6 +136,19 @@ def flip_batch(batch: Batch, generator: torch.Generator, p: float = 0.5, input_o
     return out
 
 
+def shift_targets(batch: Batch, generator: torch.Generator, max_shift: int = 2) -> Batch:
+    """Move each target by a random whole number of pixels in [-``max_shift``, ``max_shift``], down and
+    across (edges mirrored in): pairs whose alignment is uncertain, as from a hand-held camera."""
+    target = batch["target"]
+    m = max_shift
+    padded = F.pad(target, (m, m, m, m), mode="reflect")
+    h, w = target.shape[-2:]
+    offsets = torch.randint(0, 2 * m + 1, (len(target), 2), generator=generator).tolist()
+    out = dict(batch)
+    out["target"] = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
+    return out
+
+
 def reexpose(images: torch.Tensor, ev: Union[float, Sequence[float]]) -> torch.Tensor:
     """Images in [-1, 1] ``(B, 3, H, W)`` rendered ``ev`` stops off (one value, or one per image)."""
     evs = [float(ev)] * len(images) if isinstance(ev, (int, float)) else [float(e) for e in ev]
@@ -155,42 +168,63 @@ def hard_fakes(targets: torch.Tensor, generator: torch.Generator, shift: float =
 # One seeded run
 
 
-def _train_config(size: ExperimentSize, upsample: str) -> TrainConfig:
+def _train_config(size: ExperimentSize, upsample: str, lambda_l1: float = LAMBDA_L1) -> TrainConfig:
     return TrainConfig(epochs=1, batch_size=size.batch, image_size=size.side, lr=size.lr, ngf=size.ngf,
-                       ndf=size.ndf, depth=size.depth, upsample=upsample, progress=False)
+                       ndf=size.ndf, depth=size.depth, upsample=upsample, lambda_l1=lambda_l1, progress=False)
+
+
+def _loader(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[str], shift: int) -> BankLoader:
+    if flip not in (None, "paired", "input_only"):
+        raise ValueError(f"flip must be None, 'paired' or 'input_only', got {flip!r}")
+
+    def transform(batch: Batch, gen: torch.Generator) -> Batch:
+        if flip is not None:
+            batch = flip_batch(batch, gen, input_only=flip == "input_only")
+        return shift_targets(batch, gen, shift) if shift > 0 else batch
+
+    return BankLoader(bank, size.batch, seed, transform)
+
+
+def train_pix2pix(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[str] = None,
+                  upsample: str = "transpose", shift: int = 0, lambda_l1: float = LAMBDA_L1,
+                  device: Optional[torch.device] = None, progress: bool = True) -> Pix2Pix:
+    """Train generator and discriminator with pix2pix's step (:meth:`expolib.pix2pix.Pix2Pix.train_step`)
+    for ``size.steps`` steps on ``bank``; the arguments are :func:`train_generator`'s."""
+    device = device if device is not None else pick_device()
+    loader = _loader(bank, size, seed, flip, shift)
+    seed_everything(seed)
+    model = Pix2Pix(_train_config(size, upsample, lambda_l1), device)
+    stream = endless(loader)
+    for _ in tqdm(range(size.steps), desc=f"l1+adv (lambda {lambda_l1:g}), seed {seed}", disable=not progress):
+        batch = next(stream)
+        model.train_step(batch["input"], batch["target"])
+    return model
 
 
 def train_generator(bank: Batch, size: ExperimentSize, seed: int, loss: str = "l1",
-                    flip: Optional[str] = None, upsample: str = "transpose",
+                    flip: Optional[str] = None, upsample: str = "transpose", shift: int = 0,
                     device: Optional[torch.device] = None, progress: bool = True) -> UNetGenerator:
     """Train one generator for ``size.steps`` steps on ``bank`` and return it in eval mode.
 
     ``loss``: ``"l1"`` or ``"l2"`` (the generator alone, :func:`expolib.loops.fit_reconstruction`) or
-    ``"l1+adv"`` (pix2pix's step, :meth:`expolib.pix2pix.Pix2Pix.train_step`, lambda 100).
-    ``flip``: None, ``"paired"`` or ``"input_only"`` (:func:`flip_batch`). The seed fixes the initial
-    weights and the batches: runs that differ only in ``loss``, ``flip`` or ``upsample`` start from
-    the same weights (where the shapes agree) and see the same crops in the same order.
+    ``"l1+adv"`` (pix2pix's step with lambda 100, :func:`train_pix2pix`). ``flip``: None, ``"paired"``
+    or ``"input_only"`` (:func:`flip_batch`); ``shift`` > 0 misaligns each target by up to that many
+    pixels (:func:`shift_targets`). The seed fixes the initial weights and the batches: runs that
+    differ only in ``loss``, ``flip`` or ``upsample`` start from the same weights (where the shapes
+    agree) and see the same crops in the same order.
     """
     if loss not in GENERATOR_LOSSES:
         raise ValueError(f"loss must be one of {GENERATOR_LOSSES}, got {loss!r}")
-    if flip not in (None, "paired", "input_only"):
-        raise ValueError(f"flip must be None, 'paired' or 'input_only', got {flip!r}")
     device = device if device is not None else pick_device()
-    transform = None if flip is None else (
-        lambda batch, gen: flip_batch(batch, gen, input_only=flip == "input_only"))
-    loader = BankLoader(bank, size.batch, seed, transform)
-    desc = f"{loss}, {flip or 'no'} flips, {upsample}, seed {seed}"
-    seed_everything(seed)
-    config = _train_config(size, upsample)
     if loss == "l1+adv":
-        model = Pix2Pix(config, device)
-        stream = endless(loader)
-        for _ in tqdm(range(size.steps), desc=desc, disable=not progress):
-            batch = next(stream)
-            model.train_step(batch["input"], batch["target"])
-        return model.generator.eval()
-    g_config = dataclasses.replace(config.generator_config(), gemm_upsampling=device.type == "cpu")
+        return train_pix2pix(bank, size, seed, flip, upsample, shift, device=device,
+                             progress=progress).generator.eval()
+    loader = _loader(bank, size, seed, flip, shift)
+    seed_everything(seed)
+    g_config = dataclasses.replace(_train_config(size, upsample).generator_config(),
+                                   gemm_upsampling=device.type == "cpu")
     generator = UNetGenerator(g_config).to(device)
+    desc = f"{loss}, {flip or 'no'} flips, {upsample}{f', shift {shift}' if shift else ''}, seed {seed}"
     fit_reconstruction(generator, loader, steps=size.steps, lr=size.lr, loss=loss, desc=desc,
                        progress=progress)
     return generator.eval()
@@ -298,6 +332,6 @@ def separated(a: Sequence[float], b: Sequence[float]) -> bool:
 __all__ = [
     "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "contrast", "evaluate_generator",
     "experiment_size", "flip_batch", "format_mean_sd", "gradient_energy", "hard_fakes", "images_trained",
-    "mean_sd", "p_real", "pair_bank", "reexpose", "separated", "train_discriminator", "train_generator",
+    "mean_sd", "p_real", "pair_bank", "reexpose", "separated", "shift_targets", "train_discriminator", "train_generator", "train_pix2pix",
     "validation_photos",
 ]
