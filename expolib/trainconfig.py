@@ -28,8 +28,9 @@ class TrainConfig:
     it linearly towards 0 over the last ``decay_epochs`` (default: half of the epochs), as pix2pix does;
     ``"constant"`` never changes it. ``None`` for ``device``, ``amp``, ``channels_last`` or
     ``gemm_convolutions`` means "choose for the device": CUDA gets mixed precision (bf16 where
-    supported, else fp16 with loss scaling) and channels-last tensors; the CPU gets plain fp32
-    (``amp=True`` there means bf16 autocast) and :class:`GemmConvTranspose2d` for small maps.
+    supported, else fp16 with loss scaling) and channels-last tensors; the CPU gets bf16 autocast where
+    it computes bf16 natively, else plain fp32 (see :func:`expolib.pix2pix.autocast_dtype`), and
+    :class:`GemmConvTranspose2d` for small maps.
 
     Checkpoints and validation run on a schedule: ``last.pt`` at the end of the run, when it is stopped
     or fails, every ``checkpoint_every`` steps and whenever ``checkpoint_minutes`` have passed since the

@@ -24,6 +24,7 @@ from expolib.pix2pix import TrainingDiverged
 from expolib.trainconfig import CAMERAS, LR_POLICIES, TrainConfig
 from expolib.trainer import Trainer
 
+FULL_VALIDATE_MINUTES = 2.0  # `--budget full`: validate at an epoch's end at most this often
 SUMMARY = "train the pix2pix GAN (embedded photos, MSEC or your own photos)"
 DESCRIPTION = (
     "Train the U-Net generator and PatchGAN discriminator. Sizes and counts come from the budget "
@@ -78,10 +79,11 @@ _HELP = {
                           "(0: only at the end, on Ctrl-C/SIGTERM and on errors)",
     "validate_every": "validate at an epoch's end only after at least N steps since the last validation "
                       "('all' or default: every epoch); the last epoch always validates",
-    "validate_minutes": "... and only when this many minutes passed since the last validation",
+    "validate_minutes": "... and only when this many minutes passed since the last validation (default 0; "
+                        f"{FULL_VALIDATE_MINUTES:g} with --budget full)",
     "seed": "random seed (initialisation, data order, augmentation, dropout)",
     "device": "cuda, cuda:N, mps or cpu (default: the best available)",
-    "amp": "mixed precision: on, off or auto (auto: on for CUDA)",
+    "amp": "mixed precision: on, off or auto (auto: on for CUDA and for CPUs with native bf16)",
     "channels_last": "channels-last memory format: on, off or auto (auto: on for CUDA)",
     "gemm_convolutions": "compute small transposed convolutions as matrix products: on, off or auto "
                          "(auto: on for the CPU, where it is faster)",
@@ -163,7 +165,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {name: (None if value is AUTO else value) for name, value in overrides.items()}
     if args.out is not None:
         overrides["out_dir"] = args.out
-    return TrainConfig.from_budget(get_budget(args.budget), **overrides)
+    budget = get_budget(args.budget)
+    if budget.name == "full":  # a long run: validation at most every 2 minutes unless asked otherwise
+        overrides.setdefault("validate_minutes", FULL_VALIDATE_MINUTES)
+    return TrainConfig.from_budget(budget, **overrides)
 
 
 def _check_export_path(path: Path) -> None:
