@@ -65,11 +65,15 @@ def native_bf16(device: torch.device) -> bool:
 def autocast_dtype(config: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
     """The dtype that autocast runs the forward passes in, or None for plain float32.
 
-    ``config.amp=None`` (auto) turns mixed precision on for CUDA only. CUDA uses bfloat16 where the GPU
-    supports it (same range as float32: no loss scaling needed), else float16 (with a GradScaler).
-    The CPU uses bfloat16, which pays off only on processors with native bf16 instructions.
+    ``config.amp=None`` (auto) turns mixed precision on for CUDA, and for CPUs that compute bfloat16
+    natively (AVX512-BF16, AMX): standard-budget runs in bf16 ended within 0.2 dB of validation PSNR
+    of the same runs in float32 (measured with emulated bf16, which computes the same numbers
+    slowly). CUDA uses bfloat16 where the GPU supports it (same range as float32: no loss
+    scaling needed), else float16 (with a GradScaler). A CPU without native bf16 would emulate it,
+    several times slower than float32, so auto keeps float32 there; ``amp=True`` forces bf16 anyway.
     """
-    wanted = config.amp if config.amp is not None else device.type == "cuda"
+    auto = device.type == "cuda" or (device.type == "cpu" and native_bf16(device))
+    wanted = config.amp if config.amp is not None else auto
     if not wanted:
         return None
     if device.type == "cuda":

@@ -803,7 +803,8 @@ def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(
     straight.fit()
     script = tmp_path / "killed.py"
     # killed while loading the 6th batch: last.pt was written after step 4 (inside epoch 2)
-    script.write_text(KILLED_RUN.format(tests=str(ROOT / "tests"), kill_at=5 * 4 + 2, tmp=str(tmp_path / "b")))
+    script.write_text(KILLED_RUN.format(tests=str(ROOT / "tests"), kill_at=5 * 4 + 2,
+                                        tmp=str(tmp_path / "b")))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                             env=env)
@@ -826,3 +827,26 @@ def test_training_on_msec_with_jpegs_decoded_on_the_device(tmp_path: Path) -> No
     assert cli.main(["train", *TINY_CLI, "--msec", str(root), "--decode", "device", "--out", str(out)]) == 0
     state = load_checkpoint(out / "last.pt")
     assert state["global_step"] == 2 and math.isfinite(state["history"]["epochs"][0]["val_psnr"])
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import expolib.pix2pix as pix2pix
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(pix2pix, "native_bf16", lambda device: True)
+    assert pix2pix.autocast_dtype(TrainConfig(), cpu) == torch.bfloat16
+    assert pix2pix.autocast_dtype(TrainConfig(amp=False), cpu) is None
+    monkeypatch.setattr(pix2pix, "native_bf16", lambda device: False)
+    assert pix2pix.autocast_dtype(TrainConfig(), cpu) is None  # emulated bf16 would be slower
+
+
+def test_a_full_budget_run_validates_at_most_every_two_minutes_unless_asked() -> None:
+    from expolib.cli.train import config_from_args
+
+    parser = argparse.ArgumentParser()
+    cli.train.add_cli(parser.add_subparsers())
+    full = config_from_args(parser.parse_args(["train", "--budget", "full"]))
+    asked = config_from_args(parser.parse_args(["train", "--budget", "full", "--validate-minutes", "0"]))
+    standard = config_from_args(parser.parse_args(["train", "--budget", "standard"]))
+    assert (full.validate_minutes, asked.validate_minutes, standard.validate_minutes) == (2.0, 0.0, 0.0)
