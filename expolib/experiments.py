@@ -33,7 +33,7 @@ from expolib.exposure import render_exposure
 from expolib.loops import endless, fit_reconstruction
 from expolib.losses import LAMBDA_L1, AdversarialLoss, discriminator_loss
 from expolib.metrics import checkerboard, psnr
-from expolib.models import PatchConfig, PatchDiscriminator, UNetConfig, UNetGenerator
+from expolib.models import PatchConfig, PatchDiscriminator, UNetGenerator
 from expolib.pix2pix import Pix2Pix
 from expolib.trainconfig import TrainConfig
 from expolib.transforms import denormalize, normalize
@@ -64,7 +64,7 @@ class ExperimentSize:
 SIZES: dict[str, ExperimentSize] = {
     "quick": ExperimentSize(side=32, photo_side=96, crops_per_photo=3, batch=8, steps=100, ngf=8, depth=5,
                             ndf=8, lr=2e-3),
-    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=500, ngf=16,
+    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=350, ngf=16,
                                depth=5, ndf=16, lr=2e-3),
     "full": ExperimentSize(side=128, photo_side=384, crops_per_photo=24, batch=32, steps=2000, ngf=32,
                            depth=7, ndf=64, lr=1e-3),
@@ -111,7 +111,8 @@ class BankLoader:
     def __init__(self, bank: Batch, batch_size: int, seed: int,
                  transform: Optional[BatchTransform] = None) -> None:
         if len(bank["input"]) < batch_size:
-            raise ValueError(f"the bank holds {len(bank['input'])} pairs, fewer than one batch of {batch_size}")
+            raise ValueError(f"the bank holds {len(bank['input'])} pairs, fewer than one batch of "
+                             f"{batch_size}")
         self.bank, self.batch_size, self.transform = bank, batch_size, transform
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -195,7 +196,8 @@ def train_pix2pix(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[s
     seed_everything(seed)
     model = Pix2Pix(_train_config(size, upsample, lambda_l1), device)
     stream = endless(loader)
-    for _ in tqdm(range(size.steps), desc=f"l1+adv (lambda {lambda_l1:g}), seed {seed}", disable=not progress):
+    desc = f"l1+adv (lambda {lambda_l1:g}), seed {seed}"
+    for _ in tqdm(range(size.steps), desc=desc, disable=not progress):
         batch = next(stream)
         model.train_step(batch["input"], batch["target"])
     return model
@@ -330,8 +332,8 @@ def separated(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 __all__ = [
-    "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "contrast", "evaluate_generator",
-    "experiment_size", "flip_batch", "format_mean_sd", "gradient_energy", "hard_fakes", "images_trained",
-    "mean_sd", "p_real", "pair_bank", "reexpose", "separated", "shift_targets", "train_discriminator", "train_generator", "train_pix2pix",
-    "validation_photos",
+    "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "contrast",
+    "evaluate_generator", "experiment_size", "flip_batch", "format_mean_sd", "gradient_energy", "hard_fakes",
+    "images_trained", "mean_sd", "p_real", "pair_bank", "reexpose", "separated", "shift_targets",
+    "train_discriminator", "train_generator", "train_pix2pix", "validation_photos",
 ]
