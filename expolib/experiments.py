@@ -170,8 +170,11 @@ def hard_fakes(targets: torch.Tensor, generator: torch.Generator, shift: float =
 
 
 def _train_config(size: ExperimentSize, upsample: str, lambda_l1: float = LAMBDA_L1) -> TrainConfig:
+    """pix2pix's settings at the experiment's size; float32 (``amp=False``) like the reconstruction runs,
+    so that compared runs differ only in what the experiment varies."""
     return TrainConfig(epochs=1, batch_size=size.batch, image_size=size.side, lr=size.lr, ngf=size.ngf,
-                       ndf=size.ndf, depth=size.depth, upsample=upsample, lambda_l1=lambda_l1, progress=False)
+                       ndf=size.ndf, depth=size.depth, upsample=upsample, lambda_l1=lambda_l1, amp=False,
+                       progress=False)
 
 
 def _loader(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[str], shift: int) -> BankLoader:
