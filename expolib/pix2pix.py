@@ -29,10 +29,13 @@ from expolib.trainconfig import TrainConfig
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the checkpoints on disk are left as they were.
 
-    What happened in memory depends on which loss it was. The discriminator's loss is checked before
-    either network steps, so then neither network changed. The generator's loss only exists after the
-    discriminator's update (it is computed through the updated discriminator), so then the
-    discriminator has already taken its step while the generator has not. Resume from ``last.pt``
+    What happened in memory depends on how the step checked. :meth:`Pix2Pix.train_step` with
+    ``check=True`` checks the discriminator's loss before either network steps, so then neither network
+    changed; the generator's loss only exists after the discriminator's update (it is computed through
+    the updated discriminator), so then the discriminator has already taken its step while the
+    generator has not. The trainer's unchecked steps skip every poisoned update on the device and find
+    the bad loss up to :data:`expolib.trainer.LOG_EVERY` steps later: the weights then hold no update
+    from it, but the networks' normalisation statistics may. Either way, resume from ``last.pt``
     rather than using the in-memory networks after this error.
     """
 
