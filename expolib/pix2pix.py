@@ -160,6 +160,7 @@ class Pix2Pix:
         self._g, self._d, self._d_for_g = g, d, d_for_g
         self._buffers = [*self.generator.buffers(), *self.discriminator.buffers()]
         self._fused = bool(self.opt_g.defaults.get("fused"))
+        self.distributed = distributed
         self.last_totals: Optional[torch.Tensor] = None  # (D's, G's) total loss of the last step
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -205,7 +206,7 @@ class Pix2Pix:
                 real_logits = self._d(x, y)  # (B, 1, h, w) one logit per patch
                 fake_logits = self._d(x, fake.detach())
             d_loss = discriminator_loss(real_logits.float(), fake_logits.float(), self.adversarial)
-            d_bad = None if check else (~torch.isfinite(d_loss.total.detach())).float()
+            d_bad = None if check else self._any_process((~torch.isfinite(d_loss.total.detach())).float())
             self._step(d_loss.total, self.opt_d, "discriminator", skip=d_bad)
 
             # 2. Generator: the updated D judges the same fake again, now with D's weights frozen
@@ -218,11 +219,19 @@ class Pix2Pix:
                                     self.config.lambda_l1)
             g_bad = None
             if d_bad is not None:  # a step is skipped whole: G neither, when D's loss was bad
-                g_bad = torch.maximum(d_bad, (~torch.isfinite(g_loss.total.detach())).float())
+                g_finite = torch.isfinite(g_loss.total.detach())
+                g_bad = torch.maximum(d_bad, self._any_process((~g_finite).float()))
             self._step(g_loss.total, self.opt_g, "generator", skip=g_bad)
             self.scaler.update()
         self.last_totals = torch.stack([d_loss.total.detach(), g_loss.total.detach()])
         return StepLosses(g_loss.adversarial, g_loss.l1, d_loss.real, d_loss.fake)
+
+    def _any_process(self, flag: torch.Tensor) -> torch.Tensor:
+        """``flag`` (1 for "skip") raised in any process: DDP averages the gradients of all processes,
+        so one process's bad loss spoils every process's update (a collective on the device, no wait)."""
+        if self.distributed:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return flag
 
     def _step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer, who: str,
               skip: Optional[torch.Tensor] = None) -> None:
