@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import random
 import tempfile
@@ -347,10 +346,6 @@ class ResumableBatches:
                           collate_fn=self.collate,
                           pin_memory=self.pin_memory, worker_init_fn=seed_worker, generator=generator,
                           prefetch_factor=4 if self.config.num_workers else None)
-
-    def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[Any]:
-        """The batches of one epoch (0-based) without its first ``skip_batches``."""
-        return itertools.islice(iter(self.run(epoch, skip_batches)), self.steps_per_epoch - skip_batches)
 
 
 __all__ = [

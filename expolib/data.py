@@ -34,7 +34,7 @@ from expolib.camera import Camera, CameraFamily
 from expolib.exposure import EVS
 from expolib.imageio import ImageLoadError, PathLike, load_image
 from expolib.render import draw_item, render_pairs
-from expolib.transforms import PairedTransform, check_side, to_tensor01
+from expolib.transforms import PairedTransform, check_side
 
 Item = dict[str, Any]
 
@@ -320,12 +320,6 @@ def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
         and p.suffix.lower() in IMAGE_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
-
-
-def load_resized(path: Path, max_side: Optional[int]) -> torch.Tensor:
-    """A photo file as float (3, H, W) in [0, 1], shrunk to ``max_side``, refused (naming the file) if
-    it is then too small: a panorama can lose its short side to the resize."""
-    return to_tensor01(load_resized_uint8(path, max_side))
 
 
 def _cache_name(path: Path, max_side: int) -> str:
