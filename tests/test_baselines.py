@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage import data
 
-from expolib.baselines import (
+from expolib.evaluation.baselines import (
     BASELINES,
     CLAHE,
     GlobalGamma,
@@ -14,8 +14,8 @@ from expolib.baselines import (
     luminance,
     make_baseline,
 )
-from expolib.exposure import render_exposure
-from expolib.transforms import denormalize, normalize
+from expolib.imaging.exposure import render_exposure
+from expolib.imaging.transforms import denormalize, normalize
 
 
 def _batch(ev: float, side: int = 64) -> torch.Tensor:

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from expolib import cli
-from expolib.bench import bench_step, matmul_peak, native_bf16, networks, run_bench, step_flops
-from expolib.pix2pix import Pix2Pix
-from expolib.trainconfig import TrainConfig
+from expolib.benchmarks.bench import bench_step, matmul_peak, native_bf16, networks, run_bench, step_flops
+from expolib.training.config import TrainConfig
+from expolib.training.pix2pix import Pix2Pix
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread (conftest.py)
 
@@ -127,8 +127,8 @@ def test_end_to_end_bench_reports_both_sources_against_the_bare_step(
 
 
 def test_the_generated_msec_folder_reads_as_msec(tmp_path: Path) -> None:
-    from expolib.endtoend import write_msec_folder
-    from expolib.filepairs import MSECPairs
+    from expolib.benchmarks.endtoend import write_msec_folder
+    from expolib.data.filepairs import MSECPairs
 
     root = write_msec_folder(tmp_path / "msec", scenes=3, side=80)
     pairs = MSECPairs(root, "train", size=32)

@@ -5,8 +5,15 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, PLAIN_CAMERA, Camera, CameraFamily, jpeg_roundtrip
-from expolib.exposure import render_exposure, tone_curve
+from expolib.imaging.camera import (
+    DEFAULT_FAMILY,
+    HELD_OUT_CAMERA,
+    PLAIN_CAMERA,
+    Camera,
+    CameraFamily,
+    jpeg_roundtrip,
+)
+from expolib.imaging.exposure import render_exposure, tone_curve
 
 
 @pytest.fixture(scope="module")

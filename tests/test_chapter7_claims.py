@@ -16,15 +16,15 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter
 
-from expolib.baselines import BASELINES, Identity, make_baseline
-from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA
-from expolib.data import EMBEDDED_SPLIT, EmbeddedPairs
-from expolib.evaluation import MISEXPOSED, OVERALL, compare, evaluate
-from expolib.imageio import to_uint8_image
-from expolib.infer import PhotoCorrector, correct
-from expolib.metrics import checkerboard
-from expolib.models import UNetConfig, UNetGenerator
-from expolib.transforms import denormalize
+from expolib.data.sources import EMBEDDED_SPLIT, EmbeddedPairs
+from expolib.evaluation.baselines import BASELINES, Identity, make_baseline
+from expolib.evaluation.infer import PhotoCorrector, correct
+from expolib.evaluation.metrics import checkerboard
+from expolib.evaluation.protocol import MISEXPOSED, OVERALL, compare, evaluate
+from expolib.imaging.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA
+from expolib.imaging.imageio import to_uint8_image
+from expolib.imaging.transforms import denormalize
+from expolib.networks.models import UNetConfig, UNetGenerator
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 SIDE = 48  # long side of the test photos here: the claims do not depend on the size

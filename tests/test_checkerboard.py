@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from expolib.metrics import checkerboard, period2_energy
-from expolib.models import UNetConfig, UNetGenerator
+from expolib.evaluation.metrics import checkerboard, period2_energy
+from expolib.networks.models import UNetConfig, UNetGenerator
 
 
 @pytest.fixture(scope="module")

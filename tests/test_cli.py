@@ -16,8 +16,8 @@ from PIL import Image
 
 import expolib
 from expolib.cli import SUBCOMMANDS, build_parser, main
-from expolib.modelfile import save_generator
-from expolib.models import UNetConfig, UNetGenerator
+from expolib.networks.modelfile import save_generator
+from expolib.networks.models import UNetConfig, UNetGenerator
 
 COMMANDS = ("train", "evaluate", "correct", "bench")
 

@@ -1,4 +1,4 @@
-"""expolib.curves: seeds, mean ± sd, trends of a loss against a quality score, and the short runs
+"""expolib.book.loss_curves: seeds, mean ± sd, trends of a loss against a quality score, and the short runs
 that chapters 6 and 7 read them from."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from expolib.config import BUDGETS, get_budget
-from expolib.curves import (
+from expolib.book.loops import training_pairs
+from expolib.book.loss_curves import (
     CURVE_EPOCHS,
     Curve,
     band,
@@ -20,9 +20,9 @@ from expolib.curves import (
     mean_sd,
     train_seeds,
 )
-from expolib.data import EmbeddedPairs
-from expolib.history import History
-from expolib.loops import training_pairs
+from expolib.config import BUDGETS, get_budget
+from expolib.data.sources import EmbeddedPairs
+from expolib.training.history import History
 
 
 def _curve(seed: int, g_adv: list[float], psnr: list[float]) -> Curve:

@@ -11,8 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from expolib.bench import benchmark_pipeline
-from expolib.data import (
+from expolib.benchmarks.bench import benchmark_pipeline
+from expolib.data.filepairs import (
+    MSEC_ENV_VAR,
+    DatasetLayoutError,
+    MSECPairs,
+    PairFolder,
+    find_msec,
+    parse_msec_name,
+)
+from expolib.data.sources import (
     EMBEDDED_PHOTOS,
     EMBEDDED_SPLIT,
     EmbeddedPairs,
@@ -22,17 +30,9 @@ from expolib.data import (
     load_embedded_photo,
     make_loader,
 )
-from expolib.exposure import EVS
-from expolib.filepairs import (
-    MSEC_ENV_VAR,
-    DatasetLayoutError,
-    MSECPairs,
-    PairFolder,
-    find_msec,
-    parse_msec_name,
-)
-from expolib.imageio import ImageLoadError
-from expolib.transforms import denormalize
+from expolib.imaging.exposure import EVS
+from expolib.imaging.imageio import ImageLoadError
+from expolib.imaging.transforms import denormalize
 
 TOKENS = ("N1.5", "N1", "0", "P1", "P1.5")
 
@@ -117,7 +117,7 @@ def test_embedded_seed_drives_the_noise_and_fixed_crops() -> None:
 def test_rendered_input_matches_target_geometry_after_augmentation() -> None:
     # EV 0 without jitter renders the target itself, so any crop or flip applied to only one of the
     # two images would show up as a difference.
-    from expolib.transforms import PairedTransform
+    from expolib.imaging.transforms import PairedTransform
 
     ds = EmbeddedPairs("train", size=48, evs=(0.0,), transform=PairedTransform(48, flip_p=0.5, jitter_p=0.0))
     torch.manual_seed(0)
@@ -373,7 +373,7 @@ def test_list_images_skips_hidden_files_and_folders_and_can_recurse(tmp_path: Pa
 
 
 def test_shipped_photos_are_split_by_scene_and_credited() -> None:
-    from expolib.data import PHOTO_DIR, shipped_photos
+    from expolib.data.sources import PHOTO_DIR, shipped_photos
 
     records = shipped_photos()
     files = sorted(p.name for p in PHOTO_DIR.glob("*.jpg"))
@@ -392,7 +392,7 @@ def test_shipped_photos_are_split_by_scene_and_credited() -> None:
 
 
 def test_camera_family_items_draw_their_ev_and_are_repeatable() -> None:
-    from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA
+    from expolib.imaging.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA
 
     ds = EmbeddedPairs("val", size=48, camera=DEFAULT_FAMILY, scale=(1.0, 1.5), crops_per_photo=2)
     assert ds.max_side is not None and ds.max_side <= 2 * 48 * 1.5 + 1
@@ -417,7 +417,7 @@ def test_camera_family_items_draw_their_ev_and_are_repeatable() -> None:
 
 
 def test_scale_makes_crops_show_most_of_the_scene() -> None:
-    from expolib.transforms import PairedTransform
+    from expolib.imaging.transforms import PairedTransform
 
     photo = torch.rand(3, 300, 400)
     wide = PairedTransform(64, scale=(1.0, 1.0), jitter_p=0.0, flip_p=0.0)

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from expolib.baselines import Identity
 from expolib.cli.evaluate import add_cli
-from expolib.corrector import run_corrector
-from expolib.data import embedded_photos
-from expolib.evaluation import EvaluationTable, compare, evaluate
-from expolib.metrics import METRICS
+from expolib.data.sources import embedded_photos
+from expolib.evaluation.baselines import Identity
+from expolib.evaluation.corrector import run_corrector
+from expolib.evaluation.metrics import METRICS
+from expolib.evaluation.protocol import EvaluationTable, compare, evaluate
 
 EVS = (-1.0, 0.0, 1.0)
 
@@ -108,8 +108,8 @@ def test_cli_evaluates_baselines_on_the_embedded_test_photos(capsys: pytest.Capt
 def test_cli_runs_the_model_as_correct_does_with_per_scene_tables(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from expolib.modelfile import save_generator
-    from expolib.models import UNetConfig, UNetGenerator
+    from expolib.networks.modelfile import save_generator
+    from expolib.networks.models import UNetConfig, UNetGenerator
 
     weights = save_generator(UNetGenerator(UNetConfig(ngf=4, depth=3, residual=True)), tmp_path / "g.safetensors",
                              working_side=32)
@@ -153,11 +153,11 @@ def test_cli_evaluates_a_folder_of_pairs_and_reports_a_bad_one(
 def shipped_on_the_test_split() -> dict[str, dict[str, EvaluationTable]]:
     """The shipped model, run as `correct` runs it, and every baseline on the test photos (long side
     256 px: small enough for a quick test), rendered by the book's camera and by the held-out one."""
-    from expolib.baselines import BASELINES
-    from expolib.camera import HELD_OUT_CAMERA
-    from expolib.data import EmbeddedPairs
-    from expolib.infer import PhotoCorrector
-    from expolib.pretrained import load_pretrained
+    from expolib.data.sources import EmbeddedPairs
+    from expolib.evaluation.baselines import BASELINES
+    from expolib.evaluation.infer import PhotoCorrector
+    from expolib.imaging.camera import HELD_OUT_CAMERA
+    from expolib.networks.pretrained import load_pretrained
 
     model = PhotoCorrector(load_pretrained())
     results = {}
@@ -206,7 +206,7 @@ def test_shipped_model_leaves_a_well_exposed_photo_mostly_alone(
 
 
 def test_the_shipped_generator_is_the_generalizing_recipe() -> None:
-    from expolib.pretrained import PRETRAINED_PATH, load_pretrained
+    from expolib.networks.pretrained import PRETRAINED_PATH, load_pretrained
 
     model = load_pretrained()
     assert model.config.residual and model.working_side == 192
@@ -217,7 +217,7 @@ def test_pairs_of_unknown_exposure_form_one_group(tmp_path) -> None:
     import numpy as np
     from PIL import Image
 
-    from expolib.filepairs import PairFolder
+    from expolib.data.filepairs import PairFolder
 
     rng = np.random.default_rng(0)
     for name in ("x", "y"):

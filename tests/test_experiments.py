@@ -1,4 +1,4 @@
-"""The pitfall experiments of chapters 2-5 (expolib.experiments) and the PatchGAN patch drawing."""
+"""The pitfall experiments of chapters 2-5 (expolib.book.experiments) and the PatchGAN patch drawing."""
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -6,8 +6,7 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from expolib.config import get_budget
-from expolib.experiments import (
+from expolib.book.experiments import (
     SIZES,
     BankLoader,
     evaluate_generator,
@@ -26,10 +25,11 @@ from expolib.experiments import (
     train_generator,
     validation_photos,
 )
-from expolib.exposure import KNEE, inverse_tone_curve, srgb_to_linear
-from expolib.models import PatchConfig, PatchDiscriminator, receptive_field
-from expolib.transforms import denormalize
-from expolib.viz import draw_patch, patch_window
+from expolib.book.figures import draw_patch, patch_window
+from expolib.config import get_budget
+from expolib.imaging.exposure import KNEE, inverse_tone_curve, srgb_to_linear
+from expolib.imaging.transforms import denormalize
+from expolib.networks.models import PatchConfig, PatchDiscriminator, receptive_field
 
 matplotlib.use("Agg")
 

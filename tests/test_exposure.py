@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from expolib.data import load_embedded_photo
-from expolib.exposure import (
+from expolib.data.sources import load_embedded_photo
+from expolib.imaging.exposure import (
     EV0_TOLERANCE_FLOAT,
     EV0_TOLERANCE_UINT8,
     EVS,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from expolib.imageio import ImageLoadError, load_image, save_image, to_uint8_image
+from expolib.imaging.imageio import ImageLoadError, load_image, save_image, to_uint8_image
 
 
 def _photo(h: int = 48, w: int = 64) -> np.ndarray:
@@ -158,7 +158,7 @@ def test_oversized_image_refused_before_decoding(tmp_path: Path) -> None:
 
 
 def test_tiny_image_loads_but_is_refused_by_the_crop(tmp_path: Path) -> None:
-    from expolib.transforms import PairedTransform, to_tensor01
+    from expolib.imaging.transforms import PairedTransform, to_tensor01
 
     Image.fromarray(_photo(8, 8)).save(tmp_path / "tiny.png")
     tiny = load_image(tmp_path / "tiny.png")

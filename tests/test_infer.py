@@ -10,15 +10,16 @@ import torch
 from PIL import Image
 from skimage import data
 
-from expolib import bench, pretrained
-from expolib.baselines import GlobalGamma, Identity
-from expolib.bench import benchmark_fullres
+from expolib.benchmarks import bench
+from expolib.benchmarks.bench import benchmark_fullres
 from expolib.cli.correct import add_cli
-from expolib.exposure import render_exposure
-from expolib.infer import apply_affine, correct, fit_local_affine
-from expolib.metrics import psnr
-from expolib.modelfile import save_generator
-from expolib.models import UNetConfig, UNetGenerator
+from expolib.evaluation.baselines import GlobalGamma, Identity
+from expolib.evaluation.infer import apply_affine, correct, fit_local_affine
+from expolib.evaluation.metrics import psnr
+from expolib.imaging.exposure import render_exposure
+from expolib.networks import pretrained
+from expolib.networks.modelfile import save_generator
+from expolib.networks.models import UNetConfig, UNetGenerator
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from expolib.losses import (
+from expolib.training.losses import (
     LAMBDA_L1,
     AdversarialLoss,
     discriminator_loss,

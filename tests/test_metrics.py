@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from expolib import metrics
+from expolib.evaluation import metrics
 
 
 def _gradient(h: int = 32, w: int = 48) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for expolib.models: shapes, receptive fields, parameter counts, modes, init, saving."""
+"""Tests for expolib.networks.models: shapes, receptive fields, parameter counts, modes, init, saving."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from expolib.config import get_budget
-from expolib.modelfile import ModelFileError, load_generator, save_generator
-from expolib.models import (
+from expolib.networks.modelfile import ModelFileError, load_generator, save_generator
+from expolib.networks.models import (
     PatchConfig,
     PatchDiscriminator,
     UNetConfig,

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from expolib.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, Camera
-from expolib.checkpoint import SeededItems
-from expolib.data import EmbeddedPairs
-from expolib.exposure import render_exposure
-from expolib.render import P, render_pairs
-from expolib.transforms import denormalize
+from expolib.data.sources import EmbeddedPairs
+from expolib.imaging.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, Camera
+from expolib.imaging.exposure import render_exposure
+from expolib.imaging.render import P, render_pairs
+from expolib.imaging.transforms import denormalize
+from expolib.training.checkpoint import SeededItems
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,8 +91,8 @@ def test_ev_0_pairs_stay_identical_through_the_batch() -> None:
 
 
 def test_training_on_device_rendered_batches_gives_the_loaders_weights(tmp_path: Any) -> None:
-    from expolib.trainconfig import TrainConfig
-    from expolib.trainer import Trainer
+    from expolib.training.config import TrainConfig
+    from expolib.training.trainer import Trainer
 
     def run(render_on: str) -> Trainer:
         config = TrainConfig(epochs=1, batch_size=4, image_size=32, ngf=4, ndf=4, depth=4, n_layers=2,
@@ -109,8 +109,8 @@ def test_training_on_device_rendered_batches_gives_the_loaders_weights(tmp_path:
 
 
 def test_file_pairs_finished_on_the_device_equal_the_items(tmp_path: Any) -> None:
-    from expolib.endtoend import write_msec_folder
-    from expolib.filepairs import MSECPairs
+    from expolib.benchmarks.endtoend import write_msec_folder
+    from expolib.data.filepairs import MSECPairs
 
     pairs = MSECPairs(write_msec_folder(tmp_path / "msec", scenes=4, side=96), "train", size=48)
     items = SeededItems(pairs, seed=2)
@@ -138,7 +138,7 @@ def _big_jpeg(path: Any, side: int = 1600) -> Any:
 def test_draft_decoding_gives_the_full_decodes_picture(tmp_path: Any) -> None:
     from PIL import Image
 
-    from expolib.data import load_resized_uint8
+    from expolib.data.sources import load_resized_uint8
 
     path = _big_jpeg(tmp_path / "big.jpg")
     fast = load_resized_uint8(path, 300)
@@ -150,7 +150,7 @@ def test_draft_decoding_gives_the_full_decodes_picture(tmp_path: Any) -> None:
 
 def test_the_resize_cache_is_written_once_and_follows_the_file(tmp_path: Any,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import expolib.data as data
+    import expolib.data.sources as data
 
     path = _big_jpeg(tmp_path / "big.jpg", side=800)
     cache = tmp_path / "cache"
@@ -170,8 +170,8 @@ def test_the_resize_cache_is_written_once_and_follows_the_file(tmp_path: Any,
 def test_jpeg_pairs_decoded_on_the_device_match_the_loaders_crops(tmp_path: Any) -> None:
     from PIL import Image
 
-    from expolib.endtoend import write_msec_folder
-    from expolib.filepairs import MSECPairs
+    from expolib.benchmarks.endtoend import write_msec_folder
+    from expolib.data.filepairs import MSECPairs
 
     root = write_msec_folder(tmp_path / "msec", scenes=3, side=120)
     # one photo stored on its side with an EXIF orientation tag: both paths must turn it upright

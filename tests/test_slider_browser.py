@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import CHROMIUM_ARGS
-from expolib.viz import static_slider_html
+from expolib.book.figures import static_slider_html
 
 pytestmark = pytest.mark.browser
 

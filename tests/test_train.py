@@ -20,17 +20,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from expolib import cli
-from expolib.checkpoint import CheckpointError, load_checkpoint
+from expolib.book.loops import endless, fit_reconstruction
 from expolib.config import get_budget
-from expolib.history import History
-from expolib.imageio import ImageLoadError
-from expolib.layers import GemmConvTranspose2d, use_gemm_transposed_convolutions
-from expolib.loops import endless, fit_reconstruction
-from expolib.modelfile import load_generator, save_generator
-from expolib.models import UNetConfig, UNetGenerator
-from expolib.pix2pix import Pix2Pix, TrainingDiverged
-from expolib.trainconfig import TrainConfig, lr_factor
-from expolib.trainer import Trainer
+from expolib.imaging.imageio import ImageLoadError
+from expolib.networks.layers import GemmConvTranspose2d, use_gemm_transposed_convolutions
+from expolib.networks.modelfile import load_generator, save_generator
+from expolib.networks.models import UNetConfig, UNetGenerator
+from expolib.training.checkpoint import CheckpointError, load_checkpoint
+from expolib.training.config import TrainConfig, lr_factor
+from expolib.training.history import History
+from expolib.training.pix2pix import Pix2Pix, TrainingDiverged
+from expolib.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,8 +227,8 @@ def test_fit_writes_checkpoints_history_and_grids(tmp_path: Path) -> None:
 
 
 def test_validation_psnr_is_the_metrics_psnr_of_each_image(tmp_path: Path) -> None:
-    from expolib.metrics import psnr
-    from expolib.transforms import denormalize
+    from expolib.evaluation.metrics import psnr
+    from expolib.imaging.transforms import denormalize
 
     pairs = TinyPairs(4, seed=1)
     val_set = [pairs[i] for i in range(4)]  # fixed items (TinyPairs draws a new offset on every read)
@@ -618,7 +618,7 @@ def test_resume_with_a_run_folder_on_the_command_line(tmp_path: Path,
 
 def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import expolib.checkpoint as checkpoint
+    import expolib.training.checkpoint as checkpoint
 
     out = tmp_path / "run"
     assert cli.main(["train", *TINY_CLI, "--out", str(out), "--max-steps", "1"]) == 0
@@ -662,7 +662,7 @@ def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from expolib import distributed
+    from expolib.training import distributed
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
@@ -696,7 +696,7 @@ class PidPairs(TinyPairs):
 
 
 def test_one_loader_with_one_worker_serves_every_epoch(tmp_path: Path) -> None:
-    from expolib.checkpoint import ResumableBatches
+    from expolib.training.checkpoint import ResumableBatches
 
     config = tiny_config(tmp_path, epochs=3, num_workers=1)
     batches = ResumableBatches(PidPairs(), config)
@@ -718,7 +718,7 @@ def test_an_epoch_can_be_longer_than_the_set_and_still_resumes_exactly(tmp_path:
 
 
 def test_the_epoch_order_covers_the_set_before_repeating(tmp_path: Path) -> None:
-    from expolib.checkpoint import ResumableBatches
+    from expolib.training.checkpoint import ResumableBatches
 
     batches = ResumableBatches(TinyPairs(), tiny_config(tmp_path, steps_per_epoch=6, epochs=1))
     keys = [key for batch in batches.run().batch_sampler for key in batch]
@@ -730,8 +730,8 @@ def test_the_epoch_order_covers_the_set_before_repeating(tmp_path: Path) -> None
 
 def test_last_pt_follows_the_clock_and_best_pt_holds_only_the_generator(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import expolib.trainer as trainer_module
-    from expolib.checkpoint import export_checkpoint, load_generator_checkpoint
+    import expolib.training.trainer as trainer_module
+    from expolib.training.checkpoint import export_checkpoint, load_generator_checkpoint
 
     clock = [0.0]
     monkeypatch.setattr(trainer_module.time, "monotonic", lambda: clock[0])
@@ -782,7 +782,7 @@ import os, signal, sys
 import torch
 sys.path.insert(0, {tests!r})
 from test_train import TinyPairs, tiny_config
-from expolib.trainer import Trainer
+from expolib.training.trainer import Trainer
 from pathlib import Path
 
 class KilledAt(TinyPairs):
@@ -818,7 +818,7 @@ def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(
 
 
 def test_training_on_msec_with_jpegs_decoded_on_the_device(tmp_path: Path) -> None:
-    from expolib.endtoend import write_msec_folder
+    from expolib.benchmarks.endtoend import write_msec_folder
 
     root = write_msec_folder(tmp_path / "msec", scenes=3, side=64)
     write_msec_folder(tmp_path / "val", scenes=2, side=64)
@@ -831,7 +831,7 @@ def test_training_on_msec_with_jpegs_decoded_on_the_device(tmp_path: Path) -> No
 
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import expolib.pix2pix as pix2pix
+    import expolib.training.pix2pix as pix2pix
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(pix2pix, "native_bf16", lambda device: True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from expolib.transforms import MIN_SIDE, PairedTransform, denormalize, normalize, to_tensor01
+from expolib.imaging.transforms import MIN_SIDE, PairedTransform, denormalize, normalize, to_tensor01
 
 
 def _scene(h: int = 40, w: int = 60, seed: int = 0) -> torch.Tensor:

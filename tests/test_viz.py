@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from expolib.transforms import normalize
-from expolib.viz import BeforeAfter, error_map, show_grid, split_image, static_slider_html
+from expolib.book.figures import BeforeAfter, error_map, show_grid, split_image, static_slider_html
+from expolib.imaging.transforms import normalize
 
 RED = np.zeros((20, 40, 3), np.uint8) + np.array([200, 0, 0], np.uint8)
 BLUE = np.zeros((20, 40, 3), np.uint8) + np.array([0, 0, 200], np.uint8)
@@ -118,8 +118,8 @@ def test_show_grid_draws_images_and_error_maps() -> None:
 def test_draw_unet_shows_every_level_with_its_size_and_the_skips() -> None:
     import matplotlib.patches as mpatches
 
-    from expolib.models import UNetConfig
-    from expolib.viz import draw_unet
+    from expolib.book.figures import draw_unet
+    from expolib.networks.models import UNetConfig
 
     fig = draw_unet(UNetConfig(), side=256)
     texts = [t.get_text() for t in fig.axes[0].texts]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from expolib.viz import BeforeAfter, split_image
+from expolib.book.figures import BeforeAfter, split_image
 
 IPYWIDGETS_MAJOR = int(ipywidgets.__version__.split(".")[0])
 
@@ -122,7 +122,7 @@ def test_the_widget_state_serialises_with_the_image_bytes() -> None:
 def test_the_live_widget_saves_a_note_and_the_static_slider_its_picture(monkeypatch: pytest.MonkeyPatch) -> None:
     import IPython.display
 
-    from expolib.viz import LIVE_WIDGET_NOTE, show_comparison
+    from expolib.book.figures import LIVE_WIDGET_NOTE, show_comparison
 
     shown: list[tuple[object, dict]] = []
     monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend((o, kw) for o in objs))

@@ -1,7 +1,7 @@
 """The live before/after widget in a real JupyterLab, driven in headless Chromium.
 
 The test starts JupyterLab on localhost (its own token, port and configuration folders), writes a small
-notebook that shows :func:`expolib.viz.show_comparison` on two small photos, opens it in Debian's
+notebook that shows :func:`expolib.book.figures.show_comparison` on two small photos, opens it in Debian's
 Chromium through Playwright, runs all cells, then drags the slider and picks the other photo, and checks
 each time that the widget's ``<img>`` shows a new image, with the pixels the kernel composed.
 """
@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from conftest import CHROMIUM_ARGS
-from expolib.viz import split_image
+from expolib.book.figures import split_image
 
 SERVER_START_S = 90
 UI_TIMEOUT_MS = 90_000
@@ -50,7 +50,7 @@ samples = {
 }
 """
 SHOW_SOURCE = """\
-from expolib.viz import show_comparison
+from expolib.book.figures import show_comparison
 
 viewer = show_comparison(samples, width=256, static=False)
 """

@@ -9,19 +9,19 @@ from typing import Any
 
 from expolib.cli.errors import PARTIAL, UsageError, guarded, one_line, report
 from expolib.cli.options import add_model_options
-from expolib.imageio import DEFAULT_MAX_PIXELS
-from expolib.infer import correct
-from expolib.pretrained import load_model
+from expolib.evaluation.infer import correct
+from expolib.imaging.imageio import DEFAULT_MAX_PIXELS
+from expolib.networks.pretrained import load_model
 
 
 def _collect(inputs: Sequence[str], recursive: bool) -> list[tuple[Path, Path]]:
     """(file, path relative to the output folder) for every input.
 
-    Folders are listed with :func:`expolib.data.list_images`: image extensions only, hidden files (such
+    Folders are listed with :func:`expolib.data.sources.list_images`: image extensions only, hidden files (such
     as macOS's ``._IMG.jpg`` companions) skipped. A missing input, or a folder without photos, is a
     :class:`UsageError`: nothing has been written yet.
     """
-    from expolib.data import list_images
+    from expolib.data.sources import list_images
 
     found: list[tuple[Path, Path]] = []
     for name in inputs:
@@ -40,7 +40,7 @@ def _collect(inputs: Sequence[str], recursive: bool) -> list[tuple[Path, Path]]:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from expolib.bench import benchmark_fullres
+    from expolib.benchmarks.bench import benchmark_fullres
 
     benchmark_fullres(args.megapixels, weights=args.weights, working_side=args.working_side or 512,
                       out=lambda line: print(line, flush=True))
@@ -49,7 +49,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 @guarded
 def _run_correct(args: argparse.Namespace) -> int:
-    from expolib.imageio import load_image, save_image
+    from expolib.imaging.imageio import load_image, save_image
 
     if args.benchmark:
         return _benchmark(args)

@@ -16,7 +16,7 @@ import functools
 import sys
 from typing import Callable, NoReturn, Optional
 
-from expolib.checkpoint import CheckpointError
+from expolib.training.checkpoint import CheckpointError
 
 USAGE = 2
 PARTIAL = 1

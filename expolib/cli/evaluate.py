@@ -9,10 +9,10 @@ from typing import Any
 
 from expolib.cli.errors import UsageError, guarded
 from expolib.cli.options import add_model_options
-from expolib.corrector import Corrector
-from expolib.evaluation import compare, evaluate_many
-from expolib.metrics import METRICS
-from expolib.pretrained import load_model, model_source
+from expolib.evaluation.corrector import Corrector
+from expolib.evaluation.metrics import METRICS
+from expolib.evaluation.protocol import compare, evaluate_many
+from expolib.networks.pretrained import load_model, model_source
 
 CAMERA_CHOICES = ("plain", "held-out", "both")
 TABLE_METRICS = (*METRICS, "checkerboard")
@@ -21,8 +21,9 @@ TABLE_METRICS = (*METRICS, "checkerboard")
 def _datasets(args: argparse.Namespace, side: int) -> list[tuple[str, Any]]:
     """(description, dataset) pairs to evaluate on: MSEC's test split, a folder of pairs, or the
     embedded test photos rendered by the book's camera and/or by a camera held out from training."""
-    from expolib import data, filepairs
-    from expolib.camera import HELD_OUT_CAMERA
+    from expolib.data import filepairs
+    from expolib.data import sources as data
+    from expolib.imaging.camera import HELD_OUT_CAMERA
 
     if args.msec:
         root = Path(args.msec)
@@ -45,9 +46,9 @@ def _datasets(args: argparse.Namespace, side: int) -> list[tuple[str, Any]]:
 def _run_evaluate(args: argparse.Namespace) -> int:
     """The ``evaluate`` command; a missing or unreadable file, or a bad option, is one line on stderr
     and exit status 2 (see :mod:`expolib.cli.errors`)."""
-    from expolib.baselines import BASELINES
     from expolib.config import get_budget
-    from expolib.infer import PhotoCorrector
+    from expolib.evaluation.baselines import BASELINES
+    from expolib.evaluation.infer import PhotoCorrector
 
     names = list(BASELINES) if args.baselines == "all" else [n for n in args.baselines.split(",") if n]
     unknown = [n for n in names if n not in BASELINES]

@@ -48,9 +48,9 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
 
 def add_model_options(parser: argparse.ArgumentParser, device_default: Optional[str] = "cpu") -> None:
     """The options of the commands that run a generator: which one, how, and where."""
-    parser.add_argument("--weights", help="a generator saved with expolib.modelfile.save_generator "
+    parser.add_argument("--weights", help="a generator saved with expolib.networks.modelfile.save_generator "
                         "(default: the shipped one)")
-    from expolib.infer import MODES
+    from expolib.evaluation.infer import MODES
 
     parser.add_argument("--mode", choices=MODES, default="guided",
                         help="guided (default: the network at its working side, its change carried to full "

@@ -1,4 +1,4 @@
-"""``python -m expolib train``: the command line over :class:`expolib.trainer.Trainer`."""
+"""``python -m expolib train``: the command line over :class:`expolib.training.trainer.Trainer`."""
 
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Dataset
 
-from expolib.checkpoint import CheckpointError
 from expolib.cli.errors import USAGE, UsageError, guarded, report_error
 from expolib.cli.options import AUTO, add_command, optional_int, parse_switch
 from expolib.config import get_budget
-from expolib.distributed import leave
-from expolib.losses import GAN_MODES
-from expolib.models import NORMS, UPSAMPLING
-from expolib.pix2pix import TrainingDiverged
-from expolib.trainconfig import CAMERAS, LR_POLICIES, TrainConfig
-from expolib.trainer import Trainer
+from expolib.networks.models import NORMS, UPSAMPLING
+from expolib.training.checkpoint import CheckpointError
+from expolib.training.config import CAMERAS, LR_POLICIES, TrainConfig
+from expolib.training.distributed import leave
+from expolib.training.losses import GAN_MODES
+from expolib.training.pix2pix import TrainingDiverged
+from expolib.training.trainer import Trainer
 
 FULL_VALIDATE_MINUTES = 2.0  # `--budget full`: validate at an epoch's end at most this often
 SUMMARY = "train the pix2pix GAN (embedded photos, MSEC or your own photos)"
@@ -36,8 +36,9 @@ DESCRIPTION = (
 
 def _datasets(args: argparse.Namespace, config: TrainConfig) -> tuple[Dataset, Optional[Dataset]]:
     """The training (and validation) pairs the command line asks for; the embedded photos by default."""
-    from expolib import data, filepairs
-    from expolib.camera import DEFAULT_FAMILY
+    from expolib.data import filepairs
+    from expolib.data import sources as data
+    from expolib.imaging.camera import DEFAULT_FAMILY
 
     size = config.image_size
     # rendered sources: the camera family and rescaled crops when the configuration asks for them

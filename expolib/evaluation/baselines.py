@@ -1,0 +1,188 @@
+"""Classical corrections to measure the network against: each one is a *corrector*.
+
+A corrector maps a batch ``(B, 3, H, W)`` in [-1, 1] to the same shape and range, exactly like a
+generator in eval mode, so :func:`expolib.evaluation.protocol.evaluate` and :func:`expolib.evaluation.infer.correct` take
+either. The baselines are ``torch.nn.Module``s with no parameters; most of them work photo by photo in
+NumPy with scikit-image (:class:`PhotoBaseline`).
+
+- :class:`Identity`: does nothing. Any method worth its name must beat it.
+- :class:`GlobalGamma`: one power curve for the whole photo, chosen so that its mean luminance becomes
+  mid-grey (0.5).
+- :class:`HistogramEqualisation`: spreads the brightness (HSV value) histogram flat; hue and saturation
+  stay.
+- :class:`CLAHE`: contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of the Lab
+  lightness.
+- :class:`ReportAveragingKernel`: the design report's alternative, a 3x3 averaging kernel. It is a blur:
+  it keeps the mean brightness, so it cannot correct exposure.
+
+:data:`BASELINES` maps a short name to each class.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage import color, exposure
+from torch import nn
+
+from expolib.imaging.transforms import denormalize, normalize
+
+# Rec. 709 / sRGB luminance weights, applied to the encoded values (a "luma"): what the eye reads as
+# brightness closely enough for choosing one global curve.
+LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Luma ``(H, W)`` of an sRGB image ``(H, W, 3)`` in [0, 1] (Rec. 709 weights); any ``(..., 3)`` works."""
+    return image @ np.asarray(LUMA_WEIGHTS, dtype=image.dtype)
+
+
+class PhotoBaseline(nn.Module):
+    """A corrector that works on each photo of the batch in NumPy; subclasses define :meth:`correct_photo`."""
+
+    name: str = "baseline"
+
+    def correct_photo(self, photo: np.ndarray) -> np.ndarray:
+        """Correct one photo ``(H, W, 3)`` float64 in [0, 1]; return the same shape in [0, 1]."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [-1, 1] -> ``(B, 3, H, W)`` in [-1, 1]."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a batch (B, 3, H, W), got {tuple(x.shape)}")
+        outputs = []
+        for image in x:
+            photo = denormalize(image.detach().float().cpu()).permute(1, 2, 0).numpy().astype(np.float64)
+            fixed = np.clip(self.correct_photo(photo), 0.0, 1.0)
+            outputs.append(torch.from_numpy(fixed.astype(np.float32)).permute(2, 0, 1))
+        return normalize(torch.stack(outputs)).to(device=x.device, dtype=x.dtype)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class Identity(nn.Module):
+    """Return the input unchanged: the score of doing nothing."""
+
+    name = "identity"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+class GlobalGamma(PhotoBaseline):
+    """Raise every channel to one power ``gamma``, chosen so that the mean luma becomes ``target``.
+
+    ``gamma < 1`` brightens, ``gamma > 1`` darkens. Each pixel's luma falls as gamma grows, so the mean
+    luma is monotonic in gamma and a bisection on ``log(gamma)`` finds it; the search runs on at most
+    ``max_samples`` pixels (a strided subset), and gamma stays within ``[1/limit, limit]`` so a
+    nearly black or fully clipped photo does not get an absurd curve.
+    """
+
+    name = "global gamma"
+
+    def __init__(self, target: float = 0.5, limit: float = 5.0, max_samples: int = 65536) -> None:
+        super().__init__()
+        if not 0.0 < target < 1.0:
+            raise ValueError(f"target mean luma must lie in (0, 1), got {target}")
+        self.target, self.limit, self.max_samples = target, limit, max_samples
+
+    def solve_gamma(self, photo: np.ndarray) -> float:
+        """The gamma that brings the mean luma of ``photo`` to the target (within the limits)."""
+        pixels = photo.reshape(-1, 3)
+        step = max(1, len(pixels) // self.max_samples)
+        sample = np.clip(pixels[::step], 1e-6, 1.0)
+        low, high = -np.log(self.limit), np.log(self.limit)  # bounds on log(gamma)
+        for _ in range(40):  # 40 halvings of a width of 2 ln 5 leave an error below 1e-11
+            mid = 0.5 * (low + high)
+            mean_luma = float(luminance(sample ** np.exp(mid)).mean())
+            if mean_luma > self.target:
+                low = mid  # still too bright: a larger gamma darkens
+            else:
+                high = mid
+        return float(np.exp(0.5 * (low + high)))
+
+    def correct_photo(self, photo: np.ndarray) -> np.ndarray:
+        return np.clip(photo, 0.0, 1.0) ** self.solve_gamma(photo)
+
+
+class HistogramEqualisation(PhotoBaseline):
+    """Equalise the histogram of the HSV value (brightness) channel; keep hue and saturation."""
+
+    name = "histogram equalisation"
+
+    def __init__(self, nbins: int = 256) -> None:
+        super().__init__()
+        self.nbins = nbins
+
+    def correct_photo(self, photo: np.ndarray) -> np.ndarray:
+        hsv = color.rgb2hsv(photo)
+        hsv[..., 2] = exposure.equalize_hist(hsv[..., 2], nbins=self.nbins)
+        return color.hsv2rgb(hsv)
+
+
+class CLAHE(PhotoBaseline):
+    """Contrast-limited adaptive histogram equalisation of the Lab lightness (a, b unchanged)."""
+
+    name = "CLAHE"
+
+    def __init__(self, clip_limit: float = 0.01, kernel_fraction: float = 1 / 8) -> None:
+        super().__init__()
+        self.clip_limit, self.kernel_fraction = clip_limit, kernel_fraction
+
+    def correct_photo(self, photo: np.ndarray) -> np.ndarray:
+        lab = color.rgb2lab(photo)
+        lightness = np.clip(lab[..., 0] / 100.0, 0.0, 1.0)
+        kernel = max(8, int(round(max(photo.shape[:2]) * self.kernel_fraction)))
+        equalised = exposure.equalize_adapthist(lightness, kernel_size=kernel, clip_limit=self.clip_limit)
+        lab[..., 0] = 100.0 * equalised
+        with warnings.catch_warnings():
+            # New lightness with the old a, b can fall outside sRGB; skimage warns that it clips those
+            # colours, which is what we want (PhotoBaseline clips to [0, 1] anyway).
+            warnings.simplefilter("ignore", UserWarning)
+            return color.lab2rgb(lab)
+
+
+class ReportAveragingKernel(nn.Module):
+    """The design report's 3x3 averaging kernel, exactly as described: each pixel becomes the mean of
+    the 3x3 neighbourhood around it, channel by channel, with reflect padding at the border (replicate
+    padding for an image only 1 pixel high or wide, which has nothing to reflect).
+
+    The weights are all 1/9 and sum to 1, so the mean brightness stays where it was: this is a blur,
+    not an exposure correction. Chapter 8 measures that.
+    """
+
+    name = "report 3x3 average"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("kernel", torch.full((3, 1, 3, 3), 1.0 / 9.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = "reflect" if min(x.shape[-2:]) >= 2 else "replicate"
+        padded = F.pad(x, (1, 1, 1, 1), mode=mode)
+        # groups=3: each colour channel is averaged on its own, as a photo editor's box blur does.
+        return F.conv2d(padded, self.kernel.to(dtype=x.dtype, device=x.device), groups=3)
+
+
+BASELINES: dict[str, Callable[[], nn.Module]] = {
+    "identity": Identity,
+    "gamma": GlobalGamma,
+    "histeq": HistogramEqualisation,
+    "clahe": CLAHE,
+    "report3x3": ReportAveragingKernel,
+}
+"""Short name -> factory of each baseline corrector (the names the command line accepts)."""
+
+
+def make_baseline(name: str) -> nn.Module:
+    """Build the baseline called ``name`` (a key of :data:`BASELINES`), in eval mode."""
+    try:
+        factory = BASELINES[name]
+    except KeyError:
+        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}") from None
+    return factory().eval()

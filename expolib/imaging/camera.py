@@ -1,0 +1,232 @@
+"""Many cameras, not one: randomized renderings of exposure errors, so that a model generalizes.
+
+:func:`expolib.imaging.exposure.render_exposure` is one camera: one tone curve, no colour drift, no noise to
+speak of, no compression. A model trained only on it learns that camera's way of being wrong. A real
+under-exposed photo comes from another response curve, another white balance, sensor noise and a JPEG
+encoder. :class:`Camera` describes one such capture chain; :class:`CameraFamily` draws cameras (and
+exposure errors from a continuous range) at random, deterministically for a given generator.
+
+The chain, for a well-exposed photo ``x`` (sRGB, [0, 1]) taken as that camera's output at EV 0::
+
+    scene = response⁻¹(sRGB⁻¹(x))           # undo the camera: scene linear light
+    scene = scene * 2**ev * white_balance     # the wrong exposure, a slight colour drift
+    scene = scene + noise(scene)              # shot and read noise (under-exposure only)
+    out   = JPEG(sRGB(response(scene)))       # the camera again, then compression
+
+Responses: ``"shoulder"`` is :func:`expolib.imaging.exposure.tone_curve` (identity to a knee, then a smooth
+roll-off to white) after a power ``gamma`` on linear light; the training family varies knee, white and
+gamma. ``"reinhard"`` is the extended Reinhard curve ``s (1 + s / white²) / (1 + s)``, which
+compresses mid-tones as well as highlights: a response of another shape, *held out* from training,
+so that an evaluation can say how a model does on a camera it never saw (:data:`HELD_OUT_CAMERA`).
+
+At EV 0 every camera returns the photo unchanged: a well-exposed photo needs no correction, and the
+model should learn to leave it alone.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from expolib.imaging.exposure import (
+    KNEE,
+    WHITE,
+    inverse_tone_curve,
+    linear_to_srgb,
+    srgb_to_linear,
+    tone_curve,
+)
+
+RESPONSES = ("shoulder", "reinhard")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One capture chain: response curve, white-balance drift, noise and JPEG quality.
+
+    The default is the book's plain camera (:func:`expolib.imaging.exposure.render_exposure` without noise).
+    ``wb``: gains on the red, green and blue linear light of the mis-exposed capture. ``shot_noise``
+    and ``read_noise``: standard deviations, in linear light, of the signal-dependent and constant
+    noise added to under-exposed captures. ``jpeg_quality``: re-encode the result (None: no JPEG).
+    """
+
+    response: str = "shoulder"
+    knee: float = KNEE
+    white: float = WHITE
+    gamma: float = 1.0
+    wb: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    shot_noise: float = 0.0
+    read_noise: float = 0.0
+    jpeg_quality: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.response not in RESPONSES:
+            raise ValueError(f"unknown response {self.response!r}; choose from {', '.join(RESPONSES)}")
+        if self.white <= 1.0 or self.gamma <= 0 or min(self.wb) <= 0:
+            raise ValueError("Camera needs white > 1, gamma > 0 and positive white-balance gains")
+        if self.response == "shoulder" and not 0.0 < self.knee < 1.0:
+            raise ValueError(f"Camera.knee must be in (0, 1), got {self.knee}")
+        if min(self.shot_noise, self.read_noise) < 0:
+            raise ValueError("Camera noise levels must be >= 0")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"Camera.jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+
+    def to_scene(self, display: torch.Tensor) -> torch.Tensor:
+        """Display linear light in [0, 1] -> scene linear light (the inverse of :meth:`to_display`)."""
+        if self.response == "reinhard":
+            d = display.clamp(0.0, 1.0)
+            w2 = self.white**2
+            # d (1 + s) = s + s² / w²  is a quadratic in s with one non-negative root
+            return 0.5 * w2 * (-(1.0 - d) + torch.sqrt((1.0 - d) ** 2 + 4.0 * d / w2))
+        return inverse_tone_curve(display, self.knee, self.white) ** (1.0 / self.gamma)
+
+    def to_display(self, scene: torch.Tensor) -> torch.Tensor:
+        """Scene linear light (>= 0) -> display linear light in [0, 1]."""
+        s = scene.clamp(min=0.0)
+        if self.response == "reinhard":
+            w2 = self.white**2
+            return (s * (1.0 + s / w2) / (1.0 + s)).clamp(max=1.0)
+        return tone_curve(s**self.gamma, self.knee, self.white)
+
+    def render(self, image: torch.Tensor, ev: float,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Render a well-exposed float image ``(3, H, W)`` in [0, 1] as this camera's capture at ``ev``.
+
+        ``generator`` draws the noise (a fresh unseeded one when None). EV 0 returns ``image`` itself.
+        """
+        if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+            shape = tuple(image.shape)
+            raise ValueError(f"expected a float image (3, H, W) in [0, 1], got {image.dtype} {shape}")
+        if not np.isfinite(ev):
+            raise ValueError(f"ev must be a finite number of stops, got {ev}")
+        if ev == 0:
+            return image
+        scene = self.to_scene(srgb_to_linear(image))
+        gains = torch.tensor(self.wb, dtype=image.dtype, device=image.device).view(3, 1, 1)
+        scene = scene * (2.0**ev) * gains
+        if ev < 0 and (self.shot_noise > 0 or self.read_noise > 0):
+            z = torch.randn(scene.shape, generator=generator, dtype=torch.float32).to(scene)
+            sigma = torch.sqrt(self.shot_noise**2 * scene.clamp(min=0.0) + self.read_noise**2)
+            scene = scene + sigma * z
+        out = linear_to_srgb(self.to_display(scene))
+        return jpeg_roundtrip(out, self.jpeg_quality) if self.jpeg_quality is not None else out
+
+
+def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode a float image ``(3, H, W)`` in [0, 1] as a JPEG at ``quality`` and decode it again.
+
+    Pillow's encoder, as most cameras and phones write baseline JPEG with 4:2:0 chroma subsampling.
+    """
+    array = (image.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality))
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return torch.from_numpy(decoded.copy()).permute(2, 0, 1).to(image.device, image.dtype) / 255.0
+
+
+PLAIN_CAMERA = Camera()
+"""The book's camera: :func:`expolib.imaging.exposure.render_exposure`'s tone curve, no drift, no noise."""
+
+HELD_OUT_CAMERA = Camera(response="reinhard", white=2.5)
+"""A response outside the training family, for evaluation only: how a model does on a new camera."""
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+@dataclass(frozen=True)
+class CameraFamily:
+    """Ranges from which training cameras and exposure errors are drawn (uniformly unless stated).
+
+    ``knee``, ``white`` and ``gamma`` shape the shoulder response; ``wb_sigma`` is the standard
+    deviation of the log2 white-balance gain per channel; noise levels are drawn up to their maxima;
+    ``jpeg_p`` is the probability of JPEG re-compression at a quality in ``jpeg_quality``. EVs are
+    drawn from ``ev_range`` (wider than MSEC's ±1.5) away from 0 by at least ``min_abs_ev``, except
+    that a fraction ``p_ev0`` of the items is left at EV 0, so the model sees well-exposed photos that
+    it must return unchanged. ``target_ev`` re-exposes the ground truth itself by up to that many
+    stops (same camera, no noise): well-exposed photos come in a range of brightness, and a model
+    that learns one "right" brightness darkens or brightens every good photo towards it.
+    """
+
+    knee: tuple[float, float] = (0.3, 0.7)
+    white: tuple[float, float] = (1.5, 3.0)
+    gamma: tuple[float, float] = (0.8, 1.25)
+    wb_sigma: float = 0.04
+    max_shot_noise: float = 0.03
+    max_read_noise: float = 0.004
+    jpeg_p: float = 0.5
+    jpeg_quality: tuple[int, int] = (70, 95)
+    ev_range: tuple[float, float] = (-2.0, 2.0)
+    min_abs_ev: float = 0.0
+    p_ev0: float = 0.2
+    target_ev: float = 0.0
+
+    def __post_init__(self) -> None:
+        low, high = self.ev_range
+        if not (low < -self.min_abs_ev and self.min_abs_ev < high and 0.0 <= self.min_abs_ev):
+            raise ValueError(f"CameraFamily: ev_range {self.ev_range} leaves no EV beyond ±{self.min_abs_ev}")
+        if not 0.0 <= self.p_ev0 <= 1.0 or self.target_ev < 0:
+            raise ValueError("CameraFamily: p_ev0 must be in [0, 1] and target_ev >= 0")
+
+    def sample(self, generator: torch.Generator) -> Camera:
+        """One camera of the family."""
+        wb = tuple(float(2.0 ** (self.wb_sigma * torch.randn((), generator=generator))) for _ in range(3))
+        jpeg = None
+        if float(torch.rand((), generator=generator)) < self.jpeg_p:
+            jpeg = int(round(_uniform(generator, *self.jpeg_quality)))
+        return Camera(
+            response="shoulder",
+            knee=_uniform(generator, *self.knee),
+            white=_uniform(generator, *self.white),
+            gamma=_uniform(generator, *self.gamma),
+            wb=(wb[0], wb[1], wb[2]),
+            shot_noise=_uniform(generator, 0.0, self.max_shot_noise),
+            read_noise=_uniform(generator, 0.0, self.max_read_noise),
+            jpeg_quality=jpeg,
+        )
+
+    def sample_ev(self, generator: torch.Generator) -> float:
+        """One exposure error in stops: 0 with probability ``p_ev0``, else uniform over the part of
+        ``ev_range`` at least ``min_abs_ev`` away from 0."""
+        if float(torch.rand((), generator=generator)) < self.p_ev0:
+            return 0.0
+        low, high = self.ev_range
+        below, above = -self.min_abs_ev - low, high - self.min_abs_ev  # lengths of the two intervals
+        u = _uniform(generator, 0.0, below + above)
+        return low + u if u < below else self.min_abs_ev + (u - below)
+
+    def render(self, image: torch.Tensor,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float, Camera]:
+        """Draw a camera and an EV, render ``image`` with them: (input, target, ev, camera). The target
+        is ``image``, re-exposed by up to ``target_ev`` stops when that is set."""
+        camera = self.sample(generator)
+        ev = self.sample_ev(generator)
+        target = image
+        if self.target_ev > 0:
+            clean = Camera(knee=camera.knee, white=camera.white, gamma=camera.gamma)
+            target = clean.render(image, _uniform(generator, -self.target_ev, self.target_ev))
+        return camera.render(target, ev, generator=generator), target, ev, camera
+
+    def with_changes(self, **changes: object) -> CameraFamily:
+        """A copy with some ranges changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+DEFAULT_FAMILY = CameraFamily(min_abs_ev=0.5, p_ev0=0.4, target_ev=0.4)
+"""The family ``python -m expolib train --camera random`` trains with (chosen on the validation split)."""
+
+__all__ = [
+    "DEFAULT_FAMILY",
+    "HELD_OUT_CAMERA",
+    "PLAIN_CAMERA",
+    "RESPONSES",
+    "Camera",
+    "CameraFamily",
+    "jpeg_roundtrip",
+]

@@ -1,0 +1,2 @@
+"""Training: the settings of a run, the losses, the pix2pix step, the trainer, checkpoints, history,
+validation and several processes."""
