@@ -11,11 +11,10 @@ from expolib.evaluation.baselines import (
     GlobalGamma,
     Identity,
     ReportAveragingKernel,
-    luminance,
     make_baseline,
 )
 from expolib.imaging.exposure import render_exposure
-from expolib.imaging.transforms import denormalize, normalize
+from expolib.imaging.transforms import denormalize, luminance, normalize
 
 
 def _batch(ev: float, side: int = 64) -> torch.Tensor:

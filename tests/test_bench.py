@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from expolib import cli
-from expolib.benchmarks.bench import bench_step, matmul_peak, native_bf16, networks, run_bench, step_flops
-from expolib.training.config import TrainConfig
-from expolib.training.pix2pix import Pix2Pix
+from expolib.benchmarks.trainstep import bench_step, matmul_peak, networks, run_bench, step_flops
+from expolib.config import native_bf16
+from expolib.training.config import TrainConfig, with_network_settings
+from expolib.training.pix2pix import Pix2Pix, build_pix2pix
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread (conftest.py)
 
@@ -71,9 +72,9 @@ def hand_count(model: Pix2Pix, x: torch.Tensor) -> int:
 @pytest.mark.parametrize("gemm", [False, True])
 def test_step_flops_match_a_hand_count_of_the_convolutions(gemm: bool) -> None:
     torch.manual_seed(0)
-    config = TrainConfig(image_size=32, ngf=4, ndf=4, depth=4, n_layers=2, device="cpu",
-                         gemm_convolutions=gemm)
-    model = Pix2Pix(config, "cpu")
+    config = with_network_settings(TrainConfig(image_size=32, device="cpu", gemm_convolutions=gemm),
+                                   ngf=4, ndf=4, depth=4, n_layers=2)
+    model = build_pix2pix(config, config.runtime())
     x = torch.zeros(2, 3, 32, 32)
     expected = hand_count(model, x)
     assert step_flops(model, x, x) == expected
@@ -83,10 +84,10 @@ def test_step_flops_match_a_hand_count_of_the_convolutions(gemm: bool) -> None:
 def test_bench_step_reports_the_flops_of_its_network() -> None:
     net = networks(quick=True)[0]
     row = bench_step(net, batch=2, device=torch.device("cpu"), repeats=1)
-    config = TrainConfig(batch_size=2, image_size=net.image_size, ngf=net.ngf, ndf=net.ndf, depth=net.depth,
-                         device="cpu")
+    config = with_network_settings(TrainConfig(batch_size=2, image_size=net.image_size, device="cpu"),
+                                   ngf=net.ngf, ndf=net.ndf, depth=net.depth)
     side = net.image_size
-    expected = hand_count(Pix2Pix(config, "cpu"), torch.zeros(2, 3, side, side))
+    expected = hand_count(build_pix2pix(config, config.runtime()), torch.zeros(2, 3, side, side))
     assert row["gflop_per_step"] * 1e9 == pytest.approx(expected, rel=1e-9)
     assert row["ms_per_image"] > 0 and row["gflops"] > 0
 
@@ -128,7 +129,7 @@ def test_end_to_end_bench_reports_both_sources_against_the_bare_step(
 
 def test_the_generated_msec_folder_reads_as_msec(tmp_path: Path) -> None:
     from expolib.benchmarks.endtoend import write_msec_folder
-    from expolib.data.filepairs import MSECPairs
+    from expolib.data.msec import MSECPairs
 
     root = write_msec_folder(tmp_path / "msec", scenes=3, side=80)
     pairs = MSECPairs(root, "train", size=32)

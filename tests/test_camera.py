@@ -13,7 +13,7 @@ from expolib.imaging.camera import (
     CameraFamily,
     jpeg_roundtrip,
 )
-from expolib.imaging.exposure import render_exposure, tone_curve
+from expolib.imaging.exposure import misexpose, render_exposure, tone_curve
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,23 @@ def test_jpeg_and_noise_change_the_input(photo: torch.Tensor) -> None:
     assert 0.003 < float((noisy - clean).abs().mean()) < 0.1
     jpeg = jpeg_roundtrip(photo, 50)
     assert jpeg.shape == photo.shape and 0 < float((jpeg - photo).abs().mean()) < 0.05
+    both = jpeg_roundtrip(torch.stack([photo, photo.flip(-1)]), [50, 90])  # a batch, a quality each
+    assert torch.equal(both[0], jpeg) and torch.equal(both[1], jpeg_roundtrip(photo.flip(-1), 90))
+
+
+def test_a_camera_gives_the_chain_its_numbers(photo: torch.Tensor) -> None:
+    camera = Camera(knee=0.4, white=2.5, gamma=1.1, wb=(1.05, 1.0, 0.95), shot_noise=0.02, read_noise=0.003)
+    params = camera.params(2)
+    assert params.knee.tolist() == pytest.approx([0.4, 0.4]) and params.wb.shape == (2, 3)
+    assert params.gamma.tolist() == pytest.approx([1.1, 1.1]) and not params.reinhard.any()
+    assert HELD_OUT_CAMERA.params().reinhard.all()
+    ev = torch.tensor([-1.0, 1.0])
+    assert params.noisy(ev).tolist() == [True, False] and not params.clean().noisy(ev).any()
+    clean = camera.clean()
+    assert clean.wb == (1.0, 1.0, 1.0) and clean.shot_noise == clean.read_noise == 0 and clean.gamma == 1.1
+    image = camera.render(photo, -1.0, torch.Generator().manual_seed(4))
+    z = torch.randn(photo[None].shape, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(image, misexpose(photo[None], ev[:1], camera.params(), z)[0])  # the chain itself
 
 
 def test_bad_settings_are_refused() -> None:

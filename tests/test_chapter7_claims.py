@@ -16,7 +16,8 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter
 
-from expolib.data.sources import EMBEDDED_SPLIT, EmbeddedPairs
+from expolib.data.photos import EMBEDDED_SPLIT
+from expolib.data.rendered import EmbeddedPairs
 from expolib.evaluation.baselines import BASELINES, Identity, make_baseline
 from expolib.evaluation.infer import PhotoCorrector, correct
 from expolib.evaluation.metrics import checkerboard
@@ -24,7 +25,7 @@ from expolib.evaluation.protocol import MISEXPOSED, OVERALL, compare, evaluate
 from expolib.imaging.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA
 from expolib.imaging.imageio import to_uint8_image
 from expolib.imaging.transforms import denormalize
-from expolib.networks.models import UNetConfig, UNetGenerator
+from expolib.networks.unet import UNetConfig, UNetGenerator
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 SIDE = 48  # long side of the test photos here: the claims do not depend on the size
@@ -115,7 +116,7 @@ def test_chapter7_evaluates_the_file_chapter6_exports() -> None:
     """'Chapter 7 evaluates your chapter 6 run': both chapters name the same file, next to the notebooks."""
     ch6, ch7 = _chapter_code("06_training.ipynb"), _chapter_code("07_evaluation.ipynb")
     assert 'RUNS = Path("runs", "chapter06")' in ch6
-    assert re.search(r'export_generator\(RUNS / "generator\.safetensors"\)', ch6)
+    assert re.search(r'save_generator\(trainer\.generator, RUNS / "generator\.safetensors"\)', ch6)
     assert 'Path("runs", "chapter06", "generator.safetensors")' in ch7
     assert "PhotoCorrector(model)" in ch7 and 'PhotoCorrector(model, mode="direct")' in ch7
 

@@ -6,7 +6,7 @@ import torch
 from skimage import data as skdata
 
 from expolib.evaluation.metrics import checkerboard, period2_energy
-from expolib.networks.models import UNetConfig, UNetGenerator
+from expolib.networks.unet import UNetConfig, UNetGenerator
 
 
 @pytest.fixture(scope="module")

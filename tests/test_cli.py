@@ -17,7 +17,7 @@ from PIL import Image
 import expolib
 from expolib.cli import SUBCOMMANDS, build_parser, main
 from expolib.networks.modelfile import save_generator
-from expolib.networks.models import UNetConfig, UNetGenerator
+from expolib.networks.unet import UNetConfig, UNetGenerator
 
 COMMANDS = ("train", "evaluate", "correct", "bench")
 

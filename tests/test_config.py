@@ -93,3 +93,63 @@ def test_seed_everything_repeats_random_draws() -> None:
 def test_package_exports() -> None:
     assert isinstance(expolib.__version__, str) and expolib.__version__.count(".") == 2
     assert expolib.get_budget is config.get_budget
+
+
+# ----------------------------------------------------------------------------------------------------
+# How a run computes: decided once, by decide_runtime
+
+
+def test_cuda_runs_in_bf16_or_fp16_with_loss_scaling_and_channels_last(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_backends(monkeypatch, cuda=True, mps=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    runtime = config.decide_runtime()
+    assert runtime.device.type == "cuda" and runtime.autocast == torch.bfloat16 and not runtime.grad_scaling
+    assert runtime.channels_last and not runtime.gemm_convolutions and not runtime.compile
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    older = config.decide_runtime()
+    assert older.autocast == torch.float16 and older.grad_scaling  # float16's small gradients need scaling
+    plain = config.decide_runtime(amp=False, channels_last=False, compile=True)
+    assert plain.autocast is None and not plain.grad_scaling and not plain.channels_last and plain.compile
+
+
+def test_each_torchrun_process_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_backends(monkeypatch, cuda=True, mps=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert config.decide_runtime().device == torch.device("cuda", 1)
+    assert config.decide_runtime("cuda").device == torch.device("cuda", 1)
+    assert config.decide_runtime("cuda:0").device == torch.device("cuda", 0)  # a numbered GPU is kept
+    assert config.decide_runtime("cpu").device == torch.device("cpu")
+
+
+def test_the_cpu_gets_bf16_only_natively_and_gemm_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_backends(monkeypatch, cuda=False, mps=False)
+    monkeypatch.setattr(config, "native_bf16", lambda device: True)
+    native = config.decide_runtime()
+    assert native.autocast == torch.bfloat16 and native.gemm_convolutions and not native.channels_last
+    monkeypatch.setattr(config, "native_bf16", lambda device: False)
+    assert config.decide_runtime().autocast is None  # emulated bf16 is slower than float32
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        forced = config.decide_runtime(amp=True, gemm_convolutions=False)
+    assert forced.autocast == torch.bfloat16 and not forced.gemm_convolutions and not forced.grad_scaling
+
+
+def test_mps_runs_in_float32_and_refuses_mixed_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_backends(monkeypatch, cuda=False, mps=True)
+    runtime = config.decide_runtime()
+    assert runtime.device.type == "mps" and runtime.autocast is None
+    assert not runtime.channels_last and not runtime.gemm_convolutions
+    with pytest.raises(ValueError, match="mps"):
+        config.decide_runtime(amp=True)
+
+
+def test_a_runtime_puts_batches_on_its_device_in_its_memory_format() -> None:
+    runtime = config.Runtime(torch.device("cpu"), channels_last=True)
+    batch = runtime.prepare(torch.zeros(2, 3, 4, 4))
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+    with runtime.autocast_context():
+        assert not torch.is_autocast_enabled("cpu")  # float32: no autocast
+    with config.Runtime(torch.device("cpu"), autocast=torch.bfloat16).autocast_context():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from expolib.book.experiments import mean_sd
 from expolib.book.loops import training_pairs
 from expolib.book.loss_curves import (
     CURVE_EPOCHS,
@@ -16,12 +17,10 @@ from expolib.book.loss_curves import (
     compare_trends,
     curve_config,
     disagreeing_intervals,
-    format_mean_sd,
-    mean_sd,
     train_seeds,
 )
 from expolib.config import BUDGETS, get_budget
-from expolib.data.sources import EmbeddedPairs
+from expolib.data.rendered import EmbeddedPairs
 from expolib.training.history import History
 
 
@@ -30,14 +29,9 @@ def _curve(seed: int, g_adv: list[float], psnr: list[float]) -> Curve:
     return Curve(seed, History(batches=[], epochs=epochs), {"val_psnr": psnr[0] - 1.0})
 
 
-def test_mean_sd_is_the_sample_standard_deviation() -> None:
-    mean, sd = mean_sd([1.0, 2.0, 3.0])
-    assert mean == pytest.approx(2.0) and sd == pytest.approx(1.0)  # ddof=1: sqrt(2 / 2)
-    assert mean_sd([4.0]) == (4.0, 0.0)
-    with pytest.raises(ValueError):
-        mean_sd([])
-    assert format_mean_sd((1.234, 0.5)) == "+1.23 ± 0.50"
-    assert format_mean_sd((1.234, 0.5), digits=1, signed=False) == "1.2 ± 0.5"
+def test_trends_summarise_runs_with_the_one_mean_sd() -> None:
+    trends = compare_trends([_curve(0, [1.0, 2.0], [10.0, 12.0]), _curve(1, [1.0, 4.0], [10.0, 14.0])])
+    assert trends.loss == mean_sd([1.0, 3.0]) and trends.quality == mean_sd([2.0, 4.0])
 
 
 def test_disagreeing_intervals_counts_loss_and_quality_moving_the_wrong_way_together() -> None:
@@ -77,12 +71,13 @@ def test_curve_config_halves_the_crop_and_keeps_the_unet_to_a_1x1_bottleneck(nam
     budget = BUDGETS[name]
     config = curve_config(budget, seed=3, out_dir="somewhere")
     assert config.image_size == max(64, budget.image_size // 2)
-    assert config.image_size // 2 ** config.depth == 1
+    assert config.image_size // 2 ** config.generator.depth == 1
     expected = (CURVE_EPOCHS, "constant", 3, False)
     assert (config.epochs, config.lr_policy, config.seed, config.progress) == expected
     assert 4 <= config.steps_per_epoch <= 40
     assert config.val_batches * config.batch_size <= max(48, config.batch_size)
-    assert (config.ngf, config.ndf, config.batch_size) == (budget.ngf, budget.ndf, budget.batch_size)
+    assert (config.generator.ngf, config.discriminator.ndf, config.batch_size) == (budget.ngf, budget.ndf,
+                                                                                    budget.batch_size)
     assert curve_config(budget, 0, "x", epochs=2).epochs == 2
 
 

@@ -11,25 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from expolib.benchmarks.bench import benchmark_pipeline
-from expolib.data.filepairs import (
-    MSEC_ENV_VAR,
-    DatasetLayoutError,
-    MSECPairs,
-    PairFolder,
-    find_msec,
-    parse_msec_name,
-)
-from expolib.data.sources import (
-    EMBEDDED_PHOTOS,
-    EMBEDDED_SPLIT,
-    EmbeddedPairs,
-    PhotoFolderPairs,
-    embedded_photos,
-    list_images,
-    load_embedded_photo,
-    make_loader,
-)
+from expolib.benchmarks.trainstep import benchmark_pipeline
+from expolib.data.filepairs import DatasetLayoutError, PairFolder
+from expolib.data.items import make_loader
+from expolib.data.msec import MSEC_ENV_VAR, MSECPairs, find_msec, parse_msec_name
+from expolib.data.photofiles import list_images
+from expolib.data.photos import EMBEDDED_PHOTOS, EMBEDDED_SPLIT, embedded_photos, load_embedded_photo
+from expolib.data.rendered import EmbeddedPairs, PhotoFolderPairs
 from expolib.imaging.exposure import EVS
 from expolib.imaging.imageio import ImageLoadError
 from expolib.imaging.transforms import denormalize
@@ -373,7 +361,7 @@ def test_list_images_skips_hidden_files_and_folders_and_can_recurse(tmp_path: Pa
 
 
 def test_shipped_photos_are_split_by_scene_and_credited() -> None:
-    from expolib.data.sources import PHOTO_DIR, shipped_photos
+    from expolib.data.photos import PHOTO_DIR, shipped_photos
 
     records = shipped_photos()
     files = sorted(p.name for p in PHOTO_DIR.glob("*.jpg"))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from expolib.cli.evaluate import add_cli
-from expolib.data.sources import embedded_photos
+from expolib.data.photos import embedded_photos
 from expolib.evaluation.baselines import Identity
 from expolib.evaluation.corrector import run_corrector
 from expolib.evaluation.metrics import METRICS
@@ -109,7 +109,7 @@ def test_cli_runs_the_model_as_correct_does_with_per_scene_tables(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from expolib.networks.modelfile import save_generator
-    from expolib.networks.models import UNetConfig, UNetGenerator
+    from expolib.networks.unet import UNetConfig, UNetGenerator
 
     weights = save_generator(UNetGenerator(UNetConfig(ngf=4, depth=3, residual=True)), tmp_path / "g.safetensors",
                              working_side=32)
@@ -153,11 +153,11 @@ def test_cli_evaluates_a_folder_of_pairs_and_reports_a_bad_one(
 def shipped_on_the_test_split() -> dict[str, dict[str, EvaluationTable]]:
     """The shipped model, run as `correct` runs it, and every baseline on the test photos (long side
     256 px: small enough for a quick test), rendered by the book's camera and by the held-out one."""
-    from expolib.data.sources import EmbeddedPairs
+    from expolib.data.rendered import EmbeddedPairs
     from expolib.evaluation.baselines import BASELINES
     from expolib.evaluation.infer import PhotoCorrector
     from expolib.imaging.camera import HELD_OUT_CAMERA
-    from expolib.networks.pretrained import load_pretrained
+    from expolib.networks.modelfile import load_pretrained
 
     model = PhotoCorrector(load_pretrained())
     results = {}
@@ -206,7 +206,7 @@ def test_shipped_model_leaves_a_well_exposed_photo_mostly_alone(
 
 
 def test_the_shipped_generator_is_the_generalizing_recipe() -> None:
-    from expolib.networks.pretrained import PRETRAINED_PATH, load_pretrained
+    from expolib.networks.modelfile import PRETRAINED_PATH, load_pretrained
 
     model = load_pretrained()
     assert model.config.residual and model.working_side == 192

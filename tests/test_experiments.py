@@ -29,7 +29,7 @@ from expolib.book.figures import draw_patch, patch_window
 from expolib.config import get_budget
 from expolib.imaging.exposure import KNEE, inverse_tone_curve, srgb_to_linear
 from expolib.imaging.transforms import denormalize
-from expolib.networks.models import PatchConfig, PatchDiscriminator, receptive_field
+from expolib.networks.patchgan import PatchConfig, PatchDiscriminator, receptive_field
 
 matplotlib.use("Agg")
 
@@ -133,6 +133,9 @@ def test_summaries_over_seeds() -> None:
     assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_sd([4.0]) == (4.0, 0.0)
     assert format_mean_sd([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
+    assert format_mean_sd([0.734, 1.734], 2, signed=True) == "+1.23 ± 0.71"  # a change, with its sign
+    with pytest.raises(ValueError):
+        mean_sd([])
     assert separated([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]) and not separated([1.0, 2.0, 3.0], [2.0, 2.5, 3.0])
 
 

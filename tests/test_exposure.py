@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
 
-from expolib.data.sources import load_embedded_photo
+from expolib.data.photos import load_embedded_photo
+from expolib.imaging.camera import HELD_OUT_CAMERA, Camera
 from expolib.imaging.exposure import (
     EV0_TOLERANCE_FLOAT,
     EV0_TOLERANCE_UINT8,
     EVS,
     KNEE,
     WHITE,
+    CameraParams,
+    inverse_reinhard_curve,
     inverse_tone_curve,
     linear_to_srgb,
+    misexpose,
+    reinhard_curve,
     render_exposure,
     srgb_to_linear,
     tone_curve,
@@ -52,6 +59,35 @@ def test_tone_curve_identity_below_knee_smooth_and_clipping() -> None:
     np.testing.assert_array_equal(tone_curve(np.array([WHITE, 3.0, 10.0])), 1.0)  # clipped
     scene = np.linspace(0.0, WHITE, 300)
     np.testing.assert_allclose(inverse_tone_curve(tone_curve(scene)), scene, atol=1e-9)
+
+
+def test_reinhard_curve_round_trip_and_white() -> None:
+    scene = np.linspace(0.0, 2.5, 300)
+    display = reinhard_curve(scene, 2.5)
+    assert np.all(np.diff(display) > 0) and display[-1] == pytest.approx(1.0)
+    assert float(reinhard_curve(np.array(1.0), 2.5)) < float(tone_curve(np.array(1.0)))  # mid-tones lower
+    np.testing.assert_allclose(inverse_reinhard_curve(display, 2.5), scene, atol=1e-9)
+    t = torch.linspace(0, 2.5, 50, dtype=torch.float64)
+    torch.testing.assert_close(reinhard_curve(t, 2.5), torch.from_numpy(reinhard_curve(t.numpy(), 2.5)))
+
+
+def test_the_chain_renders_a_batch_as_its_images_one_by_one(one_thread: None) -> None:
+    # mixed responses, gammas of 1 and not, colour drift, noise for some: one batch, bit for bit
+    cameras = [Camera(), Camera(knee=0.3, white=2.8, gamma=1.2, wb=(1.05, 1.0, 0.9), shot_noise=0.03,
+                                read_noise=0.004), HELD_OUT_CAMERA, Camera(gamma=0.85, shot_noise=0.01)]
+    params = [c.params() for c in cameras]
+    batch = CameraParams(**{f.name: torch.cat([getattr(p, f.name) for p in params])
+                            for f in fields(CameraParams)})
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 24, 32, generator=g)
+    ev = torch.tensor([-1.5, -1.0, -0.7, 0.5])
+    z = torch.randn(images.shape, generator=g)
+    assert batch.noisy(ev).tolist() == [False, True, False, False]
+    together = misexpose(images, ev, batch, z)
+    for i in range(4):
+        alone = misexpose(images[i:i + 1], ev[i:i + 1], params[i], z[i:i + 1])
+        assert torch.equal(together[i:i + 1], alone), cameras[i]
+        assert torch.equal(batch[torch.tensor([i])].knee, params[i].knee)
 
 
 def test_ev0_is_identity_within_tolerance(photo: np.ndarray) -> None:
@@ -124,6 +160,14 @@ def test_noise_is_repeatable_under_a_seed_and_only_for_under_exposure(photo: np.
     t = torch.from_numpy(image).permute(2, 0, 1)
     first = render_exposure(t, -1.0, noise=0.05, seed=3)
     torch.testing.assert_close(first, render_exposure(t, -1.0, noise=0.05, seed=3), rtol=0, atol=0)
+
+
+def test_noise_is_the_same_for_an_array_and_its_tensor(photo: np.ndarray) -> None:
+    image = photo.astype(np.float32) / 255
+    as_array = render_exposure(image, -1.5, noise=0.05, seed=11)
+    as_tensor = render_exposure(torch.from_numpy(image).permute(2, 0, 1), -1.5, noise=0.05, seed=11)
+    torch.testing.assert_close(torch.from_numpy(as_array), as_tensor.permute(1, 2, 0), atol=1e-6, rtol=0)
+    assert np.abs(as_array - render_exposure(image, -1.5)).mean() > 0.002  # and there is noise
 
 
 def test_bad_inputs_are_refused() -> None:

@@ -10,16 +10,16 @@ import torch
 from PIL import Image
 from skimage import data
 
-from expolib.benchmarks import bench
-from expolib.benchmarks.bench import benchmark_fullres
+from expolib.benchmarks import fullres
+from expolib.benchmarks.fullres import benchmark_fullres
 from expolib.cli.correct import add_cli
 from expolib.evaluation.baselines import GlobalGamma, Identity
 from expolib.evaluation.infer import apply_affine, correct, fit_local_affine
 from expolib.evaluation.metrics import psnr
 from expolib.imaging.exposure import render_exposure
-from expolib.networks import pretrained
+from expolib.networks import modelfile
 from expolib.networks.modelfile import save_generator
-from expolib.networks.models import UNetConfig, UNetGenerator
+from expolib.networks.unet import UNetConfig, UNetGenerator
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,9 @@ def test_guided_and_direct_agree_closely_for_a_colour_transform(dark_photo: np.n
     assert psnr(guided, dark_photo) < 20  # and the correction really happened
 
 
-@pytest.mark.skipif(not pretrained.pretrained_available(), reason="the shipped generator weights are missing")
+@pytest.mark.skipif(not modelfile.pretrained_available(), reason="the shipped generator weights are missing")
 def test_guided_and_direct_agree_for_the_shipped_generator(dark_photo: np.ndarray) -> None:
-    model = pretrained.load_pretrained()
+    model = modelfile.load_pretrained()
     direct = correct(model, dark_photo, mode="direct")
     guided = correct(model, dark_photo, mode="guided", working_side=256)
     assert psnr(guided, direct) > 27
@@ -76,9 +76,9 @@ def test_bad_arguments_are_refused(dark_photo: np.ndarray) -> None:
 
 def test_load_pretrained_names_the_missing_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     missing = tmp_path / "nothing.safetensors"
-    monkeypatch.setattr(pretrained, "PRETRAINED_PATH", missing)
+    monkeypatch.setattr(modelfile, "PRETRAINED_PATH", missing)
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
-        pretrained.load_pretrained()
+        modelfile.load_pretrained()
 
 
 def test_direct_mode_needs_more_memory_than_guided_mode_for_a_large_photo(tmp_path: Path) -> None:
@@ -96,11 +96,11 @@ def test_direct_mode_needs_more_memory_than_guided_mode_for_a_large_photo(tmp_pa
 
 def test_peak_memory_from_getrusage_is_converted_from_bytes_on_macos(monkeypatch: pytest.MonkeyPatch) -> None:
     usage = type("Usage", (), {"ru_maxrss": 3 * 1024 * 1024 * 1024})()  # 3 GiB, in bytes as macOS reports
-    monkeypatch.setattr(bench.resource, "getrusage", lambda who: usage)
-    monkeypatch.setattr(bench.sys, "platform", "darwin")
-    assert bench._maxrss_kib() == 3 * 1024 * 1024
-    monkeypatch.setattr(bench.sys, "platform", "linux")  # Linux reports KiB already
-    assert bench._maxrss_kib() == 3 * 1024 * 1024 * 1024
+    monkeypatch.setattr(fullres.resource, "getrusage", lambda who: usage)
+    monkeypatch.setattr(fullres.sys, "platform", "darwin")
+    assert fullres._maxrss_kib() == 3 * 1024 * 1024
+    monkeypatch.setattr(fullres.sys, "platform", "linux")  # Linux reports KiB already
+    assert fullres._maxrss_kib() == 3 * 1024 * 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------ the command

@@ -67,8 +67,10 @@ def test_discriminator_loss_is_halved_and_components_are_detached() -> None:
     expected_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     expected_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     assert torch.allclose(d.total, 0.5 * (expected_real + expected_fake))
-    assert torch.allclose(d.real, expected_real) and torch.allclose(d.fake, expected_fake)
-    assert d.total.requires_grad and not d.real.requires_grad and not d.fake.requires_grad
+    assert d.terms.keys() == {"d_real", "d_fake"}
+    assert torch.allclose(d.terms["d_real"], expected_real)
+    assert torch.allclose(d.terms["d_fake"], expected_fake)
+    assert d.total.requires_grad and not any(term.requires_grad for term in d.terms.values())
 
 
 def test_discriminator_loss_rewards_a_discriminator_that_is_right() -> None:
@@ -88,9 +90,10 @@ def test_generator_loss_is_adversarial_plus_lambda_l1() -> None:
     g = generator_loss(logits, fake, target, adversarial, lambda_l1=100.0)
     l1 = (fake - target).abs().mean()
     adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # fakes should look real
-    assert torch.allclose(g.l1, l1) and torch.allclose(g.adversarial, adv)
+    assert g.terms.keys() == {"g_adv", "g_l1"}
+    assert torch.allclose(g.terms["g_l1"], l1) and torch.allclose(g.terms["g_adv"], adv)
     assert torch.allclose(g.total, adv + 100.0 * l1)
-    assert not g.l1.requires_grad and not g.adversarial.requires_grad
+    assert not any(term.requires_grad for term in g.terms.values())
     g.total.backward()
     # L1's gradient: lambda * sign(fake - target) / N on every pixel
     assert torch.allclose(fake.grad, 100.0 * torch.sign(fake.detach() - target) / fake.numel())
@@ -100,5 +103,5 @@ def test_lambda_zero_leaves_only_the_adversarial_term() -> None:
     logits = torch.randn(1, 1, 3, 3)
     fake, target = torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)
     g = generator_loss(logits, fake, target, AdversarialLoss(), lambda_l1=0.0)
-    assert torch.allclose(g.total, g.adversarial)
-    assert g.l1.item() == 1.0
+    assert torch.allclose(g.total, g.terms["g_adv"])
+    assert g.terms["g_l1"].item() == 1.0

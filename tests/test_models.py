@@ -1,25 +1,38 @@
-"""Tests for expolib.networks.models: shapes, receptive fields, parameter counts, modes, init, saving."""
+"""Tests for expolib.networks: shapes, receptive fields, parameter counts, modes, init, the factory,
+saving, loading and exporting a generator."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from expolib.config import get_budget
-from expolib.networks.modelfile import ModelFileError, load_generator, save_generator
-from expolib.networks.models import (
-    PatchConfig,
-    PatchDiscriminator,
-    UNetConfig,
-    UNetGenerator,
-    count_parameters,
+from expolib.networks import factory
+from expolib.networks.factory import (
+    Architecture,
+    build_discriminator,
+    build_generator,
+    config_to_dict,
     discriminator_from_budget,
     generator_from_budget,
-    init_weights,
-    receptive_field,
 )
+from expolib.networks.layers import count_parameters, init_weights
+from expolib.networks.modelfile import (
+    ModelFileError,
+    export_checkpoint,
+    generator_checkpoint,
+    generator_from_checkpoint,
+    load_generator,
+    save_generator,
+)
+from expolib.networks.patchgan import PatchConfig, PatchDiscriminator, receptive_field
+from expolib.networks.unet import UNetConfig, UNetGenerator
 
 
 def small_unet(**changes: object) -> UNetGenerator:
@@ -360,3 +373,122 @@ def test_save_half_refuses_values_beyond_float16(tmp_path) -> None:
         next(g.parameters()).view(-1)[0] = 1e6
     with pytest.raises(ValueError, match="float16"):
         save_generator(g, tmp_path / "g.safetensors", half=True)
+
+
+# --- the factory -------------------------------------------------------------------------------------
+
+
+def test_factory_builds_the_network_a_config_names() -> None:
+    g = build_generator(UNetConfig(ngf=2, depth=3))
+    d = build_discriminator(PatchConfig(ndf=2, n_layers=2))
+    assert type(g) is UNetGenerator and g.config.depth == 3 and g.working_side is None
+    assert type(d) is PatchDiscriminator and d.config.n_layers == 2
+    with pytest.raises(TypeError, match="no generator is built from a PatchConfig"):
+        build_generator(PatchConfig())
+    with pytest.raises(TypeError, match="no discriminator is built from a UNetConfig"):
+        build_discriminator(UNetConfig())
+
+
+def test_saved_config_leaves_out_how_the_network_computes() -> None:
+    values = config_to_dict(UNetConfig(ngf=2, gemm_upsampling=True))
+    assert "gemm_upsampling" not in values and values["ngf"] == 2
+
+
+@dataclass
+class TinyConfig:
+    """A second generator architecture, as a newcomer would add one."""
+
+    channels: int = 3
+    scale: float = field(default=1.0, metadata={"saved": False})
+
+
+class TinyGenerator(nn.Module):
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mix = nn.Conv2d(config.channels, config.channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.mix(x))
+
+
+def test_a_registered_architecture_saves_loads_and_exports(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(factory.GENERATORS, "tiny", Architecture("tiny", TinyConfig, TinyGenerator))
+    g = build_generator(TinyConfig(scale=2.0))
+    path = save_generator(g, tmp_path / "tiny.safetensors", working_side=64)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["architecture"] == "tiny" and json.loads(metadata["config"]) == {"channels": 3}
+    loaded = load_generator(path)
+    assert type(loaded) is TinyGenerator and loaded.working_side == 64
+    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    torch.testing.assert_close(loaded(x), g(x))
+    state = generator_checkpoint(g, working_side=None)
+    assert state["generator_architecture"] == "tiny"
+    assert type(generator_from_checkpoint(state)) is TinyGenerator
+
+
+def test_unknown_architecture_in_a_file_is_named(tmp_path) -> None:
+    path = save_generator(small_unet(), tmp_path / "g.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = {k: v.contiguous() for k, v in small_unet().state_dict().items()}
+    save_file(tensors, str(path), metadata={**metadata, "architecture": "vit"})
+    with pytest.raises(ModelFileError, match="g.safetensors.*unknown generator architecture 'vit'"):
+        load_generator(path)
+
+
+def test_files_written_before_the_architecture_was_recorded_load_as_a_unet(tmp_path) -> None:
+    g = small_unet().eval()
+    path = tmp_path / "old.safetensors"
+    config = config_to_dict(g.config)
+    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(path),
+              metadata={"format": "expolib.UNetGenerator", "config": json.dumps(config),
+                        "working_side": "96"})
+    loaded = load_generator(path)
+    assert loaded.config == g.config and loaded.working_side == 96
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def test_generator_checkpoint_round_trip_and_export(tmp_path) -> None:
+    g = small_unet(residual=True).eval()
+    state = generator_checkpoint(g, g.config, working_side=80, config={"lr": 1e-4}, epoch=2)
+    assert state["format"] == "expolib.generator/1" and state["epoch"] == 2
+    assert state["generator_config"]["residual"] is True and state["working_side"] == 80
+    torch.save(state, tmp_path / "best.pt")
+    back = generator_from_checkpoint(tmp_path / "best.pt")
+    assert back.config == g.config and back.working_side == 80 and not back.training
+    exported = load_generator(export_checkpoint(tmp_path / "best.pt", tmp_path / "best.safetensors"))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), g(x))
+    assert exported.working_side == 80
+
+
+def test_older_checkpoints_read_the_generator_from_the_run_settings() -> None:
+    g = small_unet(norm="instance", upsample="bilinear")
+    run = {"ngf": 4, "depth": 4, "norm": "instance", "upsample": "bilinear", "residual": False,
+           "image_size": 64, "crop_scale": 1.5, "lr": 2e-4}
+    state = {"format": "expolib.train/1", "config": run, "generator": g.state_dict()}
+    back = generator_from_checkpoint(state)
+    assert back.config == g.config and back.working_side == 96
+    run["crop_scale"] = None
+    assert generator_from_checkpoint({"config": run, "generator": g.state_dict()}).working_side is None
+
+
+def test_checkpoint_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        generator_from_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFileError, match="junk.pt is not a readable"):
+        generator_from_checkpoint(tmp_path / "junk.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="other.pt is not an expolib checkpoint holding a generator"):
+        export_checkpoint(tmp_path / "other.pt", tmp_path / "g.safetensors")
+    state = generator_checkpoint(small_unet(), working_side=None)
+    state["generator_config"]["depth"] = 5
+    torch.save(state, tmp_path / "shape.pt")
+    with pytest.raises(ModelFileError, match="shape.pt: the weights do not match"):
+        generator_from_checkpoint(tmp_path / "shape.pt")

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from expolib.data.sources import EmbeddedPairs
+from expolib.data.rendered import EmbeddedPairs
 from expolib.imaging.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, Camera
 from expolib.imaging.exposure import render_exposure
-from expolib.imaging.render import P, render_pairs
+from expolib.imaging.render import P, draw_item, render_pairs
 from expolib.imaging.transforms import denormalize
 from expolib.training.checkpoint import SeededItems
 
@@ -56,27 +56,41 @@ def test_the_same_key_draws_the_same_pair_and_another_epoch_another() -> None:
     assert torch.equal(a["input"], b["input"]) and not torch.equal(a["input"], c["input"])
 
 
-def test_device_rendering_matches_the_reference_camera() -> None:
-    # the batched maths against Camera.render and render_exposure, which the book explains
+def test_camera_render_and_the_training_path_are_one_chain() -> None:
+    # Camera.render (one photo, as the book shows it) and render_pairs (what training runs, through
+    # lookup tables) give the same pair for the same camera, EV and noise seed
     g = torch.Generator().manual_seed(0)
     photo = (torch.rand(3, 40, 40, generator=g) * 255).round().to(torch.uint8)
     image = photo.float() / 255
-    for camera, ev in [(Camera(knee=0.4, white=2.5, gamma=1.1, wb=(1.05, 1.0, 0.95)), -1.3),
-                       (HELD_OUT_CAMERA, 1.2), (Camera(), 0.0)]:
-        params = torch.zeros(1, len(P), dtype=torch.float64)
-        for name, value in {"ev": ev, "reinhard": float(camera.response == "reinhard"), "knee": camera.knee,
-                            "white": camera.white, "gamma": camera.gamma, "wb_r": camera.wb[0],
-                            "wb_g": camera.wb[1], "wb_b": camera.wb[2]}.items():
-            params[0, P[name]] = value
-        x, y = render_pairs(photo[None], params, torch.tensor([0]))
-        assert torch.allclose(denormalize(x[0]), camera.render(image, ev), atol=2e-5)
+    noisy = Camera(knee=0.35, white=1.8, gamma=0.9, wb=(0.97, 1.0, 1.04), shot_noise=0.02, read_noise=0.003)
+    cases = [(Camera(knee=0.4, white=2.5, gamma=1.1, wb=(1.05, 1.0, 0.95)), -1.3), (noisy, -1.7),
+             (HELD_OUT_CAMERA, 1.2), (HELD_OUT_CAMERA, -1.0), (Camera(gamma=1.2), 1.5), (Camera(), 0.0)]
+    for camera, ev in cases:
+        params, seed, _ = draw_item(camera, ev, False, None, 0.0, g)  # the numbers training draws
+        x, y = render_pairs(photo[None], params[None], torch.tensor([seed]))
+        expected = camera.render(image, ev, torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(denormalize(x[0]), expected, atol=2e-5, rtol=0)
         assert torch.equal(y[0], image * 2 - 1)
+    # the target's own re-exposure is the same camera without drift or noise
+    params, seed, _ = draw_item(noisy, -1.2, False, None, 0.0, g)
+    params[P["target_ev"]] = 0.3
+    x, y = render_pairs(photo[None], params[None], torch.tensor([seed]))
+    target = noisy.clean().render(image, 0.3)
+    torch.testing.assert_close(denormalize(y[0]), target, atol=2e-5, rtol=0)
+    expected = noisy.render(target, -1.2, torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(denormalize(x[0]), expected, atol=2e-5, rtol=0)
+    # JPEG: the same encoder on (nearly always) the same code values
+    camera = Camera(knee=0.6, white=2.2, jpeg_quality=80)
+    params, seed, _ = draw_item(camera, 1.1, False, None, 0.0, g)
+    x, _ = render_pairs(photo[None], params[None], torch.tensor([seed]))
+    assert (denormalize(x[0]) - camera.render(image, 1.1)).abs().mean() < 1e-3
+    # and the book's camera with its noise
     params = torch.zeros(1, len(P), dtype=torch.float64)
     params[0, [P["ev"], P["knee"], P["white"], P["gamma"], P["shot_noise"]]] = torch.tensor(
         [-1.0, 0.5, 2.0, 1.0, 0.02], dtype=torch.float64)
     params[0, [P["wb_r"], P["wb_g"], P["wb_b"]]] = 1.0
     x, _ = render_pairs(photo[None], params, torch.tensor([123]))
-    expected = render_exposure(image, -1.0, noise=0.02, seed=123)  # the book's camera with its noise
+    expected = render_exposure(image, -1.0, noise=0.02, seed=123)
     assert torch.allclose(denormalize(x[0]), expected, atol=2e-5)
 
 
@@ -91,14 +105,19 @@ def test_ev_0_pairs_stay_identical_through_the_batch() -> None:
 
 
 def test_training_on_device_rendered_batches_gives_the_loaders_weights(tmp_path: Any) -> None:
+    from expolib.networks.patchgan import PatchConfig
+    from expolib.networks.unet import UNetConfig
     from expolib.training.config import TrainConfig
+    from expolib.training.pix2pix import prepare_pix2pix
     from expolib.training.trainer import Trainer
 
     def run(render_on: str) -> Trainer:
-        config = TrainConfig(epochs=1, batch_size=4, image_size=32, ngf=4, ndf=4, depth=4, n_layers=2,
-                             steps_per_epoch=3, out_dir=str(tmp_path / render_on), device="cpu",
-                             progress=False, seed=5, render_on=render_on)
-        trainer = Trainer(config, EmbeddedPairs("train", size=32, camera=DEFAULT_FAMILY, crops_per_photo=1))
+        config = TrainConfig(epochs=1, batch_size=4, image_size=32, generator=UNetConfig(ngf=4, depth=4),
+                             discriminator=PatchConfig(ndf=4, n_layers=2), steps_per_epoch=3,
+                             out_dir=str(tmp_path / render_on), device="cpu", progress=False, seed=5,
+                             render_on=render_on)
+        trainer = Trainer(config, prepare_pix2pix(config),
+                          EmbeddedPairs("train", size=32, camera=DEFAULT_FAMILY, crops_per_photo=1))
         trainer.fit()
         return trainer
 
@@ -110,7 +129,7 @@ def test_training_on_device_rendered_batches_gives_the_loaders_weights(tmp_path:
 
 def test_file_pairs_finished_on_the_device_equal_the_items(tmp_path: Any) -> None:
     from expolib.benchmarks.endtoend import write_msec_folder
-    from expolib.data.filepairs import MSECPairs
+    from expolib.data.msec import MSECPairs
 
     pairs = MSECPairs(write_msec_folder(tmp_path / "msec", scenes=4, side=96), "train", size=48)
     items = SeededItems(pairs, seed=2)
@@ -138,7 +157,7 @@ def _big_jpeg(path: Any, side: int = 1600) -> Any:
 def test_draft_decoding_gives_the_full_decodes_picture(tmp_path: Any) -> None:
     from PIL import Image
 
-    from expolib.data.sources import load_resized_uint8
+    from expolib.data.photofiles import load_resized_uint8
 
     path = _big_jpeg(tmp_path / "big.jpg")
     fast = load_resized_uint8(path, 300)
@@ -150,7 +169,7 @@ def test_draft_decoding_gives_the_full_decodes_picture(tmp_path: Any) -> None:
 
 def test_the_resize_cache_is_written_once_and_follows_the_file(tmp_path: Any,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import expolib.data.sources as data
+    import expolib.data.photofiles as data
 
     path = _big_jpeg(tmp_path / "big.jpg", side=800)
     cache = tmp_path / "cache"
@@ -171,7 +190,7 @@ def test_jpeg_pairs_decoded_on_the_device_match_the_loaders_crops(tmp_path: Any)
     from PIL import Image
 
     from expolib.benchmarks.endtoend import write_msec_folder
-    from expolib.data.filepairs import MSECPairs
+    from expolib.data.msec import MSECPairs
 
     root = write_msec_folder(tmp_path / "msec", scenes=3, side=120)
     # one photo stored on its side with an EXIF orientation tag: both paths must turn it upright

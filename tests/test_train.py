@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import os
 import signal
@@ -25,11 +26,12 @@ from expolib.config import get_budget
 from expolib.imaging.imageio import ImageLoadError
 from expolib.networks.layers import GemmConvTranspose2d, use_gemm_transposed_convolutions
 from expolib.networks.modelfile import load_generator, save_generator
-from expolib.networks.models import UNetConfig, UNetGenerator
+from expolib.networks.patchgan import PatchConfig
+from expolib.networks.unet import UNetConfig, UNetGenerator
 from expolib.training.checkpoint import CheckpointError, load_checkpoint
-from expolib.training.config import TrainConfig, lr_factor
+from expolib.training.config import NETWORK_SETTINGS, TrainConfig, lr_factor, with_network_settings
 from expolib.training.history import History
-from expolib.training.pix2pix import Pix2Pix, TrainingDiverged
+from expolib.training.pix2pix import Pix2Pix, TrainingDiverged, build_pix2pix, prepare_pix2pix
 from expolib.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,10 +68,24 @@ class TinyPairs(Dataset):
 
 
 def tiny_config(tmp_path: Path, **changes: Any) -> TrainConfig:
-    values: dict[str, Any] = dict(epochs=2, batch_size=4, image_size=32, ngf=4, ndf=4, depth=4, n_layers=2,
-                                  out_dir=str(tmp_path / "run"), device="cpu", progress=False, seed=3)
+    """A tiny run's configuration; ``changes`` may also give network settings (ngf=8, ...)."""
+    networks = {name: changes.pop(name) for name in list(changes) if name in NETWORK_SETTINGS}
+    values: dict[str, Any] = dict(epochs=2, batch_size=4, image_size=32, generator=UNetConfig(ngf=4, depth=4),
+                                  discriminator=PatchConfig(ndf=4, n_layers=2), out_dir=str(tmp_path / "run"),
+                                  device="cpu", progress=False, seed=3)
     values.update(changes)
-    return TrainConfig(**values)
+    return with_network_settings(TrainConfig(**values), **networks)
+
+
+def tiny_model(config: TrainConfig) -> Pix2Pix:
+    """The networks of ``config`` on its runtime (seed the RNGs first for repeatable weights)."""
+    return build_pix2pix(config, config.runtime())
+
+
+def tiny_trainer(config: TrainConfig, train_set: Dataset, val_set: Optional[Dataset] = None,
+                 **options: Any) -> Trainer:
+    """A trainer of the run ``config`` describes, its networks built as a run builds them."""
+    return Trainer(config, prepare_pix2pix(config), train_set, val_set, **options)
 
 
 def network_states(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -106,7 +122,8 @@ def test_config_from_budget_takes_sizes_and_counts_from_the_budget() -> None:
     budget = get_budget("standard")
     config = TrainConfig.from_budget(budget, lr=1e-4)
     assert (config.image_size, config.batch_size, config.epochs) == (128, 8, 3)
-    assert (config.ngf, config.ndf, config.depth, config.steps_per_epoch) == (16, 16, 7, 30)
+    assert (config.generator.ngf, config.discriminator.ndf, config.generator.depth) == (16, 16, 7)
+    assert config.steps_per_epoch == 30
     assert config.lr == 1e-4 and config.betas == (0.5, 0.999) and config.lambda_l1 == 100
     assert TrainConfig.from_budget().image_size == get_budget().image_size
     assert TrainConfig.from_dict(config.to_dict()) == config
@@ -115,8 +132,37 @@ def test_config_from_budget_takes_sizes_and_counts_from_the_budget() -> None:
 @pytest.mark.parametrize("change", [{"gan_mode": "wgan"}, {"lr_policy": "cosine"}, {"epochs": 0}, {"lr": 0.0},
                                     {"norm": "group"}, {"decay_epochs": 9, "epochs": 3}])
 def test_invalid_settings_are_refused(change: dict[str, Any]) -> None:
+    networks = {k: v for k, v in change.items() if k in NETWORK_SETTINGS}
     with pytest.raises(ValueError, match=next(iter(change))):
-        TrainConfig(**change)
+        others = {k: v for k, v in change.items() if k not in networks}
+        with_network_settings(TrainConfig(**others), **networks)
+
+
+def test_the_networks_settings_are_held_once_and_old_flat_configs_still_read() -> None:
+    config = with_network_settings(TrainConfig(), ngf=8, ndf=16, depth=5, n_layers=2, norm="instance",
+                                   upsample="bilinear", residual=True)
+    assert config.generator == UNetConfig(ngf=8, depth=5, norm="instance", upsample="bilinear", residual=True)
+    assert config.discriminator == PatchConfig(ndf=16, n_layers=2, norm="instance")
+    values = config.to_dict()
+    assert values["generator"]["ngf"] == 8 and "ngf" not in values  # nested, not repeated
+    assert TrainConfig.from_dict(values) == config
+    old = {"lr": 1e-3, "ngf": 8, "ndf": 16, "depth": 5, "n_layers": 2, "norm": "instance",
+           "upsample": "bilinear", "residual": True}  # a checkpoint's config before the nesting
+    assert TrainConfig.from_dict(old) == dataclasses.replace(config, lr=1e-3)
+
+
+def test_the_command_lines_network_options_fill_the_nested_configs() -> None:
+    from expolib.cli.train import config_from_args
+
+    parser = argparse.ArgumentParser()
+    cli.train.add_cli(parser.add_subparsers())
+    args = parser.parse_args(["train", "--budget", "quick", "--ngf", "12", "--n-layers", "2", "--norm",
+                              "instance", "--upsample", "bilinear", "--residual", "on"])
+    config = config_from_args(args)
+    quick = get_budget("quick")
+    assert config.generator == UNetConfig(ngf=12, depth=quick.depth, norm="instance", upsample="bilinear",
+                                          residual=True)
+    assert config.discriminator == PatchConfig(ndf=quick.ndf, n_layers=2, norm="instance")
 
 
 def test_linear_policy_keeps_then_decays_the_learning_rate() -> None:
@@ -133,18 +179,18 @@ def test_linear_policy_keeps_then_decays_the_learning_rate() -> None:
 
 def test_a_few_steps_lower_the_l1_on_a_fixed_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = Pix2Pix(tiny_config(tmp_path, lr=1e-3), "cpu")
+    model = tiny_model(tiny_config(tmp_path, lr=1e-3))
     data = TinyPairs(4)
     batch = [data[i] for i in range(4)]
     inputs = torch.stack([b["input"] for b in batch])
     targets = torch.stack([b["target"] for b in batch])
-    l1s = [model.train_step(inputs, targets).g_l1.item() for _ in range(12)]
+    l1s = [model.train_step(inputs, targets)["g_l1"].item() for _ in range(12)]
     assert l1s[-1] < 0.95 * l1s[0], l1s
 
 
 def test_step_runs_the_generator_once_and_updates_d_only_from_its_own_loss(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = Pix2Pix(tiny_config(tmp_path), "cpu")
+    model = tiny_model(tiny_config(tmp_path))
     calls = {"g": 0, "d": 0}
     model.generator.register_forward_hook(lambda *_: calls.__setitem__("g", calls["g"] + 1))
     model.discriminator.register_forward_hook(lambda *_: calls.__setitem__("d", calls["d"] + 1))
@@ -194,11 +240,11 @@ def test_the_step_is_the_same_with_and_without_gemm_convolutions(tmp_path: Path)
     results = []
     for gemm in (False, True):
         torch.manual_seed(0)
-        model = Pix2Pix(tiny_config(tmp_path, gemm_convolutions=gemm), "cpu")
+        model = tiny_model(tiny_config(tmp_path, gemm_convolutions=gemm))
         torch.manual_seed(1)  # the same dropout masks
         losses = model.train_step(x, x.flip(-1))
         weights = [p.detach().clone() for p in model.generator.parameters()]
-        results.append((torch.stack(list(losses)), weights))
+        results.append((torch.stack(list(losses.values())), weights))
     assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
     for p, q in zip(results[0][1], results[1][1]):
         assert torch.allclose(p, q, atol=1e-5)
@@ -210,7 +256,7 @@ def test_the_step_is_the_same_with_and_without_gemm_convolutions(tmp_path: Path)
 
 def test_fit_writes_checkpoints_history_and_grids(tmp_path: Path) -> None:
     config = tiny_config(tmp_path)
-    history = Trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
+    history = tiny_trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
     run = Path(config.out_dir)
     expected = {"last.pt", "best.pt", "history.jsonl", "val_epoch_001.jpg", "val_epoch_002.jpg"}
     assert expected <= set(os.listdir(run))
@@ -232,7 +278,7 @@ def test_validation_psnr_is_the_metrics_psnr_of_each_image(tmp_path: Path) -> No
 
     pairs = TinyPairs(4, seed=1)
     val_set = [pairs[i] for i in range(4)]  # fixed items (TinyPairs draws a new offset on every read)
-    trainer = Trainer(tiny_config(tmp_path, batch_size=3), TinyPairs(), val_set)  # batches of 3 and 1
+    trainer = tiny_trainer(tiny_config(tmp_path, batch_size=3), TinyPairs(), val_set)  # batches of 3 and 1
     result = trainer.validate()
     scores = []
     for item in val_set:
@@ -243,7 +289,7 @@ def test_validation_psnr_is_the_metrics_psnr_of_each_image(tmp_path: Path) -> No
 
 def test_history_file_round_trips_without_a_validation_set(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, epochs=1)
-    history = Trainer(config, TinyPairs()).fit()
+    history = tiny_trainer(config, TinyPairs()).fit()
     assert math.isnan(history.epochs[0]["val_l1"])
     assert '"val_l1": null' in (Path(config.out_dir) / "history.jsonl").read_text()  # NaN is not JSON
     loaded = History.load(Path(config.out_dir) / "history.jsonl")
@@ -254,6 +300,24 @@ def test_history_file_round_trips_without_a_validation_set(tmp_path: Path) -> No
     assert (Path(config.out_dir) / "best.pt").is_file()  # best by training L1
 
 
+def test_a_new_loss_term_reaches_the_history_and_the_report_by_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    step = Pix2Pix.train_step
+
+    def with_a_new_term(self: Pix2Pix, inputs: torch.Tensor, targets: torch.Tensor,
+                        check: bool = True) -> dict[str, torch.Tensor]:
+        terms = step(self, inputs, targets, check)
+        return {**terms, "g_tv": torch.full_like(terms["g_l1"], 0.5)}
+
+    monkeypatch.setattr(Pix2Pix, "train_step", with_a_new_term)
+    lines: list[str] = []
+    history = tiny_trainer(tiny_config(tmp_path, epochs=1), TinyPairs(), report=lines.append).fit()
+    assert history.terms() == ["g_adv", "g_l1", "d_real", "d_fake", "g_tv"]
+    assert all(row["g_tv"] == 0.5 for row in history.batches) and history.epochs[0]["g_tv"] == 0.5
+    assert lines[-1].startswith("epoch 1/1: G L1 ") and lines[-1].endswith(", g_tv 0.5")
+    assert History.load(Path(tiny_config(tmp_path).out_dir) / "history.jsonl").batches[0]["g_tv"] == 0.5
+
+
 def test_history_columns_read_json_null_as_nan() -> None:
     history = History.from_dict({"epochs": [{"val_l1": None}, {"val_l1": 0.25}]})
     values = history.column("val_l1", per="epoch")
@@ -261,13 +325,13 @@ def test_history_columns_read_json_null_as_nan() -> None:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
-    straight = Trainer(tiny_config(tmp_path / "a"), TinyPairs())
+    straight = tiny_trainer(tiny_config(tmp_path / "a"), TinyPairs())
     straight.fit()
 
-    first = Trainer(tiny_config(tmp_path / "b"), TinyPairs())
+    first = tiny_trainer(tiny_config(tmp_path / "b"), TinyPairs())
     first.fit(max_steps=4)  # stops inside the second epoch
     assert load_checkpoint(first.last_path)["step_in_epoch"] == 1
-    resumed = Trainer(tiny_config(tmp_path / "b"), TinyPairs())
+    resumed = tiny_trainer(tiny_config(tmp_path / "b"), TinyPairs())
     history = resumed.fit(resume=True)
     assert_same_state(straight, resumed)
     assert history.batches == straight.history.batches
@@ -275,22 +339,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
-    straight = Trainer(tiny_config(tmp_path / "a", num_workers=0), TinyPairs())
+    straight = tiny_trainer(tiny_config(tmp_path / "a", num_workers=0), TinyPairs())
     straight.fit()
 
     config = tiny_config(tmp_path / "b")
-    interrupted = Trainer(config, TinyPairs(interrupt_at=4 * 4 + 2))  # while loading the 5th batch
+    interrupted = tiny_trainer(config, TinyPairs(interrupt_at=4 * 4 + 2))  # while loading the 5th batch
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     assert load_checkpoint(interrupted.last_path)["global_step"] == 4
-    resumed = Trainer(config, TinyPairs())
+    resumed = tiny_trainer(config, TinyPairs())
     resumed.fit(resume=True)
     assert_same_state(straight, resumed)
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, checkpoint_every=3)  # last.pt at the end of epoch 1 (global step 3)
-    trainer = Trainer(config, TinyPairs(nan_at=3 * 4 + 1))  # the first batch of epoch 2 has NaN inputs
+    trainer = tiny_trainer(config, TinyPairs(nan_at=3 * 4 + 1))  # the first batch of epoch 2 has NaN inputs
     written: list[bytes] = []  # last.pt as each save left it, read before any later step runs
     save = trainer.save_checkpoint
 
@@ -323,7 +387,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) ->
 def test_the_unchecked_step_skips_a_poisoned_update_on_the_device(tmp_path: Path) -> None:
     # train_step(check=False) never reads a loss on the host, yet a non-finite loss changes nothing
     torch.manual_seed(0)
-    model = Pix2Pix(tiny_config(tmp_path), "cpu")
+    model = tiny_model(tiny_config(tmp_path))
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     g_before = {k: v.clone() for k, v in model.generator.named_parameters()}
     d_before = {k: v.clone() for k, v in model.discriminator.named_parameters()}
@@ -340,7 +404,7 @@ def test_a_non_finite_generator_loss_comes_after_the_discriminators_step(tmp_pat
     # What TrainingDiverged documents: G's loss needs the updated D, so D has stepped; G has not, and
     # the normalisation statistics of both are put back.
     torch.manual_seed(0)
-    model = Pix2Pix(tiny_config(tmp_path, lambda_l1=math.inf), "cpu")  # G's loss is inf, D's is finite
+    model = tiny_model(tiny_config(tmp_path, lambda_l1=math.inf))  # G's loss is inf, D's is finite
     g_before = copy.deepcopy(model.generator.state_dict())
     d_before = copy.deepcopy(model.discriminator.state_dict())
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -354,16 +418,16 @@ def test_a_non_finite_generator_loss_comes_after_the_discriminators_step(tmp_pat
 
 
 def test_an_error_between_steps_saves_the_steps_done_and_resumes_exactly(tmp_path: Path) -> None:
-    straight = Trainer(tiny_config(tmp_path / "a"), TinyPairs())
+    straight = tiny_trainer(tiny_config(tmp_path / "a"), TinyPairs())
     straight.fit()
 
     config = tiny_config(tmp_path / "b")
-    broken = Trainer(config, TinyPairs(fail_at=4 * 4 + 2))  # a corrupt photo in the 5th batch
+    broken = tiny_trainer(config, TinyPairs(fail_at=4 * 4 + 2))  # a corrupt photo in the 5th batch
     with pytest.raises(ImageLoadError, match="photo_"):
         broken.fit()
     state = load_checkpoint(broken.last_path)
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 4)  # no step lost
-    resumed = Trainer(config, TinyPairs())  # the photo repaired
+    resumed = tiny_trainer(config, TinyPairs())  # the photo repaired
     resumed.fit(resume=True)
     assert_same_state(straight, resumed)
 
@@ -371,7 +435,7 @@ def test_an_error_between_steps_saves_the_steps_done_and_resumes_exactly(tmp_pat
 def test_an_error_inside_an_update_keeps_the_last_checkpoint(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     config = tiny_config(tmp_path, epochs=2, steps_per_epoch=1)
-    trainer = Trainer(config, TinyPairs())
+    trainer = tiny_trainer(config, TinyPairs())
     trainer.fit(max_steps=1)  # one epoch done: last.pt at global step 1
     before = trainer.last_path.read_bytes()
 
@@ -386,12 +450,12 @@ def test_an_error_inside_an_update_keeps_the_last_checkpoint(tmp_path: Path,
 
 def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, epochs=1, steps_per_epoch=1)
-    trainer = Trainer(config, TinyPairs())
+    trainer = tiny_trainer(config, TinyPairs())
     trainer.fit()
     whole = trainer.last_path.read_bytes()
     trainer.last_path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(CheckpointError, match="last.pt"):
-        Trainer(config, TinyPairs()).fit(resume=True)
+        tiny_trainer(config, TinyPairs()).fit(resume=True)
     trainer.last_path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="last.pt"):
         load_checkpoint(trainer.last_path)
@@ -400,8 +464,8 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> Non
 
 
 def test_resume_refuses_a_checkpoint_of_other_networks(tmp_path: Path) -> None:
-    Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1), TinyPairs()).fit()
-    wider = Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1, ngf=8), TinyPairs())
+    tiny_trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1), TinyPairs()).fit()
+    wider = tiny_trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1, ngf=8), TinyPairs())
     with pytest.raises(CheckpointError, match="ngf"):
         wider.fit(resume=True)
 
@@ -410,22 +474,22 @@ def test_resume_refuses_a_checkpoint_of_other_networks(tmp_path: Path) -> None:
 def test_resume_refuses_other_data_settings(tmp_path: Path, change: dict[str, Any]) -> None:
     # a step's position in the epoch means other pairs with another batch size, crop or epoch length
     config = tiny_config(tmp_path, epochs=2, steps_per_epoch=2)
-    Trainer(config, TinyPairs()).fit(max_steps=3)  # stops inside the second epoch
-    other = Trainer(tiny_config(tmp_path, epochs=2, **{"steps_per_epoch": 2, **change}), TinyPairs())
+    tiny_trainer(config, TinyPairs()).fit(max_steps=3)  # stops inside the second epoch
+    other = tiny_trainer(tiny_config(tmp_path, epochs=2, **{"steps_per_epoch": 2, **change}), TinyPairs())
     with pytest.raises(CheckpointError, match=f"last.pt.*{next(iter(change))}"):
         other.fit(resume=True)
-    longer = Trainer(tiny_config(tmp_path, epochs=3, steps_per_epoch=2), TinyPairs())
+    longer = tiny_trainer(tiny_config(tmp_path, epochs=3, steps_per_epoch=2), TinyPairs())
     longer.fit(resume=True)  # more epochs is fine
     assert longer.global_step == 6
 
 
 def test_resume_inside_an_epoch_is_exact_with_dataloader_workers(tmp_path: Path) -> None:
     # each pair's augmentation comes from (seed, epoch, index), not from whichever worker loads it
-    straight = Trainer(tiny_config(tmp_path / "a", num_workers=2), TinyPairs())
+    straight = tiny_trainer(tiny_config(tmp_path / "a", num_workers=2), TinyPairs())
     straight.fit()
     config = tiny_config(tmp_path / "b", num_workers=2)
-    Trainer(config, TinyPairs()).fit(max_steps=4)  # stops inside the second epoch
-    resumed = Trainer(config, TinyPairs())
+    tiny_trainer(config, TinyPairs()).fit(max_steps=4)  # stops inside the second epoch
+    resumed = tiny_trainer(config, TinyPairs())
     resumed.fit(resume=True)
     assert_same_state(straight, resumed)
 
@@ -459,9 +523,9 @@ def test_fit_reconstruction_lowers_the_chosen_loss_on_a_fixed_batch() -> None:
 
 
 def test_export_ships_the_generator(tmp_path: Path) -> None:
-    trainer = Trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1), TinyPairs())
+    trainer = tiny_trainer(tiny_config(tmp_path, epochs=1, steps_per_epoch=1), TinyPairs())
     trainer.fit()
-    path = trainer.export_generator(tmp_path / "g.safetensors")
+    path = save_generator(trainer.generator, tmp_path / "g.safetensors")
     loaded = load_generator(path)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     trainer.generator.eval()
@@ -492,7 +556,10 @@ def test_tiny_training_from_the_command_line(tmp_path: Path) -> None:
     status = cli.main(["train", *TINY_CLI, "--lr", "1e-4", "--out", str(out), "--export", str(export)])
     assert status == 0
     state = load_checkpoint(out / "last.pt")
-    assert state["global_step"] == 2 and state["config"]["lr"] == 1e-4 and state["config"]["ngf"] == 4
+    assert state["global_step"] == 2 and state["config"]["lr"] == 1e-4
+    # every checkpoint that holds a generator says what it is and the side it corrects photos at
+    assert state["config"]["generator"]["ngf"] == 4 and state["generator_config"]["ngf"] == 4
+    assert "working_side" in state and state["working_side"] is None  # no --crop-scale
     assert load_generator(export).config.ngf == 4
     assert (out / "val_epoch_001.jpg").is_file()
 
@@ -583,15 +650,15 @@ class TermAt(TinyPairs):
 
 
 def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path: Path) -> None:
-    straight = Trainer(tiny_config(tmp_path / "a"), TinyPairs())
+    straight = tiny_trainer(tiny_config(tmp_path / "a"), TinyPairs())
     straight.fit()
     config = tiny_config(tmp_path / "b")
-    stopped = Trainer(config, TermAt(term_at=4 * 4 + 2))  # while loading the 5th batch
+    stopped = tiny_trainer(config, TermAt(term_at=4 * 4 + 2))  # while loading the 5th batch
     with pytest.raises(KeyboardInterrupt):
         stopped.fit()
     assert load_checkpoint(stopped.last_path)["global_step"] == 5  # the batch being loaded was finished
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
-    resumed = Trainer(config, TinyPairs())
+    resumed = tiny_trainer(config, TinyPairs())
     resumed.fit(resume=config.out_dir)  # a run folder means its last.pt
     assert_same_state(straight, resumed)
 
@@ -602,7 +669,7 @@ def test_a_killed_runs_temporary_file_is_removed_on_the_next_start(tmp_path: Pat
     run.mkdir(parents=True)
     leftover = run / ".last.pt.abc123.tmp"
     leftover.write_bytes(b"")
-    Trainer(config, TinyPairs()).fit(max_steps=1)
+    tiny_trainer(config, TinyPairs()).fit(max_steps=1)
     assert not leftover.exists() and (run / "last.pt").is_file()
 
 
@@ -662,6 +729,7 @@ def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expolib.config import Runtime
     from expolib.training import distributed
 
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -670,13 +738,13 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match=r"2 processes .* 1 GPU\(s\).*--device cpu"):
-        distributed.init_distributed(None)
+        distributed.init_distributed(Runtime(torch.device("cuda", 1)))
     assert not distributed.dist.is_initialized()
 
 
 def test_training_estimates_its_length_after_the_first_steps(tmp_path: Path) -> None:
     lines: list[str] = []
-    trainer = Trainer(tiny_config(tmp_path, epochs=3), TinyPairs(), report=lines.append)
+    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3), TinyPairs(), report=lines.append)
     trainer.fit()
     estimates = [line for line in lines if "steps left" in line]
     assert len(estimates) == 1 and "images/s" in estimates[0] and "min" in estimates[0]
@@ -707,12 +775,12 @@ def test_one_loader_with_one_worker_serves_every_epoch(tmp_path: Path) -> None:
 
 def test_an_epoch_can_be_longer_than_the_set_and_still_resumes_exactly(tmp_path: Path) -> None:
     # 12 pairs make 3 batches of 4; an epoch of 5 steps reshuffles the set within the epoch
-    straight = Trainer(tiny_config(tmp_path / "a", steps_per_epoch=5), TinyPairs())
+    straight = tiny_trainer(tiny_config(tmp_path / "a", steps_per_epoch=5), TinyPairs())
     straight.fit()
     assert straight.global_step == 10
     config = tiny_config(tmp_path / "b", steps_per_epoch=5)
-    Trainer(config, TinyPairs()).fit(max_steps=4)  # inside the second pass of epoch 1
-    resumed = Trainer(config, TinyPairs())
+    tiny_trainer(config, TinyPairs()).fit(max_steps=4)  # inside the second pass of epoch 1
+    resumed = tiny_trainer(config, TinyPairs())
     resumed.fit(resume=True)
     assert_same_state(straight, resumed)
 
@@ -731,12 +799,12 @@ def test_the_epoch_order_covers_the_set_before_repeating(tmp_path: Path) -> None
 def test_last_pt_follows_the_clock_and_best_pt_holds_only_the_generator(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import expolib.training.trainer as trainer_module
-    from expolib.training.checkpoint import export_checkpoint, load_generator_checkpoint
+    from expolib.networks.modelfile import export_checkpoint, generator_from_checkpoint
 
     clock = [0.0]
     monkeypatch.setattr(trainer_module.time, "monotonic", lambda: clock[0])
     config = tiny_config(tmp_path, epochs=3, checkpoint_minutes=1.0)
-    trainer = Trainer(config, TinyPairs(), TinyPairs(4, seed=1))
+    trainer = tiny_trainer(config, TinyPairs(), TinyPairs(4, seed=1))
     saves: list[int] = []
     save = trainer.save_checkpoint
 
@@ -760,8 +828,8 @@ def test_last_pt_follows_the_clock_and_best_pt_holds_only_the_generator(
     assert best.stat().st_size < 0.5 * trainer.last_path.stat().st_size  # no optimiser state
     with pytest.raises(CheckpointError, match="resume from the run's last.pt"):
         load_checkpoint(best)
-    generator, saved_config = load_generator_checkpoint(best)
-    assert saved_config.ngf == config.ngf
+    generator = generator_from_checkpoint(best)
+    assert generator.config.ngf == config.generator.ngf and generator.working_side is None
     exported = export_checkpoint(best, tmp_path / "best.safetensors")
     loaded = load_generator(exported)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -770,7 +838,7 @@ def test_last_pt_follows_the_clock_and_best_pt_holds_only_the_generator(
 
 def test_validation_runs_at_most_every_k_steps_and_at_the_end(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, epochs=4, validate_every=5)  # 3 steps per epoch
-    history = Trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
+    history = tiny_trainer(config, TinyPairs(), TinyPairs(4, seed=1)).fit()
     validated = [math.isfinite(row["val_l1"]) for row in history.epochs]
     assert validated == [False, True, False, True]  # after steps 6 (>= 5 since 0) and 12 (the end)
     grids = sorted(p.name for p in Path(config.out_dir).glob("val_epoch_*.jpg"))
@@ -781,8 +849,7 @@ KILLED_RUN = '''
 import os, signal, sys
 import torch
 sys.path.insert(0, {tests!r})
-from test_train import TinyPairs, tiny_config
-from expolib.training.trainer import Trainer
+from test_train import TinyPairs, tiny_config, tiny_trainer
 from pathlib import Path
 
 class KilledAt(TinyPairs):
@@ -793,12 +860,12 @@ class KilledAt(TinyPairs):
 
 torch.set_num_threads(1)
 config = tiny_config(Path({tmp!r}), checkpoint_every=2, checkpoint_minutes=0.0, epochs=3)
-Trainer(config, KilledAt()).fit(resume=True)
+tiny_trainer(config, KilledAt()).fit(resume=True)
 '''
 
 
 def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(tmp_path: Path) -> None:
-    straight = Trainer(tiny_config(tmp_path / "a", checkpoint_every=2, checkpoint_minutes=0.0, epochs=3),
+    straight = tiny_trainer(tiny_config(tmp_path / "a", checkpoint_every=2, checkpoint_minutes=0.0, epochs=3),
                        TinyPairs())
     straight.fit()
     script = tmp_path / "killed.py"
@@ -812,7 +879,7 @@ def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(
     config = tiny_config(tmp_path / "b", checkpoint_every=2, checkpoint_minutes=0.0, epochs=3)
     state = load_checkpoint(Path(config.out_dir) / "last.pt")
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 4)
-    resumed = Trainer(config, TinyPairs())
+    resumed = tiny_trainer(config, TinyPairs())
     resumed.fit(resume=True)
     assert_same_state(straight, resumed)
 
@@ -831,14 +898,16 @@ def test_training_on_msec_with_jpegs_decoded_on_the_device(tmp_path: Path) -> No
 
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import expolib.training.pix2pix as pix2pix
+    import expolib.config as config
 
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(pix2pix, "native_bf16", lambda device: True)
-    assert pix2pix.autocast_dtype(TrainConfig(), cpu) == torch.bfloat16
-    assert pix2pix.autocast_dtype(TrainConfig(amp=False), cpu) is None
-    monkeypatch.setattr(pix2pix, "native_bf16", lambda device: False)
-    assert pix2pix.autocast_dtype(TrainConfig(), cpu) is None  # emulated bf16 would be slower
+    monkeypatch.setattr(config, "native_bf16", lambda device: True)
+    assert TrainConfig(device="cpu").runtime().autocast == torch.bfloat16
+    assert TrainConfig(device="cpu", amp=False).runtime().autocast is None
+    monkeypatch.setattr(config, "native_bf16", lambda device: False)
+    runtime = TrainConfig(device="cpu").runtime()
+    assert runtime.autocast is None  # emulated bf16 would be slower
+    # the rest of the CPU's auto settings: no loss scaling, contiguous tensors, GEMM convolutions
+    assert (runtime.grad_scaling, runtime.channels_last, runtime.gemm_convolutions) == (False, False, True)
 
 
 def test_a_full_budget_run_validates_at_most_every_two_minutes_unless_asked() -> None:

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from expolib.imaging.transforms import MIN_SIDE, PairedTransform, denormalize, normalize, to_tensor01
+from expolib.imaging.transforms import (
+    LUMA_WEIGHTS,
+    MIN_SIDE,
+    PairedTransform,
+    denormalize,
+    long_side_size,
+    luminance,
+    normalize,
+    resize_long_side,
+    to_tensor01,
+)
 
 
 def _scene(h: int = 40, w: int = 60, seed: int = 0) -> torch.Tensor:
@@ -115,3 +125,23 @@ def test_to_tensor01_scales_every_unsigned_integer_type_and_refuses_signed_ones(
     for signed in (np.zeros((4, 5, 3), np.int32), torch.zeros(3, 4, 5, dtype=torch.int64)):
         with pytest.raises(ValueError, match="unsigned integer or float"):
             to_tensor01(signed)
+
+
+def test_resize_long_side_shrinks_uint8_and_float_photos_alike_and_never_enlarges() -> None:
+    assert long_side_size(300, 400, 100) == (75, 100)
+    assert long_side_size(30, 40, 100) == (30, 40) and long_side_size(30, 40, None) == (30, 40)
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8, generator=generator)
+    small = resize_long_side(codes, 100)
+    assert small.dtype == torch.uint8 and tuple(small.shape) == (3, 75, 100)
+    as_float = resize_long_side(codes.float() / 255, 100)
+    assert as_float.min() >= 0.0 and as_float.max() <= 1.0
+    assert (as_float * 255 - small.float()).abs().mean() < 1.0  # the same picture either way
+    assert resize_long_side(codes, 400) is codes
+
+
+def test_luminance_weighs_green_most_and_sums_to_one() -> None:
+    assert sum(LUMA_WEIGHTS) == pytest.approx(1.0)
+    pixels = np.eye(3)  # pure red, green, blue
+    assert luminance(pixels).tolist() == list(LUMA_WEIGHTS)
+    assert luminance(np.ones((4, 5, 3))) == pytest.approx(np.ones((4, 5)))

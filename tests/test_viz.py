@@ -119,7 +119,7 @@ def test_draw_unet_shows_every_level_with_its_size_and_the_skips() -> None:
     import matplotlib.patches as mpatches
 
     from expolib.book.figures import draw_unet
-    from expolib.networks.models import UNetConfig
+    from expolib.networks.unet import UNetConfig
 
     fig = draw_unet(UNetConfig(), side=256)
     texts = [t.get_text() for t in fig.axes[0].texts]

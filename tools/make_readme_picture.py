@@ -18,12 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from expolib.data.sources import EMBEDDED_SPLIT, load_embedded_photo  # noqa: E402
+from expolib.data.photos import EMBEDDED_SPLIT, load_embedded_photo  # noqa: E402
 from expolib.evaluation.infer import correct  # noqa: E402
 from expolib.evaluation.metrics import psnr  # noqa: E402
 from expolib.imaging.exposure import render_exposure  # noqa: E402
 from expolib.imaging.transforms import resize_long_side, to_tensor01  # noqa: E402
-from expolib.networks.pretrained import load_pretrained  # noqa: E402
+from expolib.networks.modelfile import load_pretrained  # noqa: E402
 
 
 def main() -> None:

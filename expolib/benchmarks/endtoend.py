@@ -7,7 +7,7 @@ bare training step on the same device, and reports their ratio, for two sources:
 - ``embedded``: the shipped photos, rendered by the camera family with rescaled crops (the recipe of
   the shipped model), on the training device (:mod:`expolib.imaging.render`);
 - ``msec``: a folder of JPEGs in MSEC's layout that :func:`write_msec_folder` generates from the shipped
-  photos (five exposures per scene), read as :class:`expolib.data.filepairs.MSECPairs` reads MSEC.
+  photos (five exposures per scene), read as :class:`expolib.data.msec.MSECPairs` reads MSEC.
 
 :func:`plain_step` is pix2pix's step with nothing around it (no divergence guard, no logging), the
 yardstick for the trainer's own step.
@@ -23,21 +23,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from expolib.benchmarks.bench import BenchNetwork, Out, _best_time, _random_pairs, _say
+from expolib.benchmarks.timing import Out, best_time, say
+from expolib.benchmarks.trainstep import BenchNetwork, random_pairs
 from expolib.config import seed_everything
+from expolib.networks.patchgan import PatchConfig
+from expolib.networks.unet import UNetConfig
 from expolib.training.config import TrainConfig
+from expolib.training.datasets import Source, training_sets
 from expolib.training.losses import discriminator_loss, generator_loss
-from expolib.training.pix2pix import Pix2Pix
+from expolib.training.pix2pix import Pix2Pix, build_pix2pix, prepare_pix2pix
 
 SOURCES = ("embedded", "msec")
-MSEC_TOKENS = {-1.5: "N1.5", -1.0: "N1", 0.0: "0", 1.0: "P1", 1.5: "P1.5"}
 
 
 def write_msec_folder(root: Path, scenes: int = 24, side: int = 512, seed: int = 0) -> Path:
     """A training set in MSEC's layout under ``root``: ``scenes`` ground truths (crops of the shipped
     training photos, long side ``side``) as ``training/GT_IMAGES/<scene>.jpg`` and their five
-    renderings as ``training/INPUT_IMAGES/<scene>_<N1.5|N1|0|P1|P1.5>.JPG`` (JPEG quality 90)."""
-    from expolib.data.sources import embedded_photos, load_embedded_photo
+    renderings as ``training/INPUT_IMAGES/<scene>_<token>.JPG`` (JPEG quality 90; the tokens of
+    :data:`expolib.data.msec.MSEC_EV_TOKENS`)."""
+    from expolib.data.msec import MSEC_EV_TOKENS
+    from expolib.data.photos import embedded_photos, load_embedded_photo
     from expolib.imaging.exposure import render_exposure
 
     photos = [name for _scene, name in embedded_photos("train")]
@@ -57,7 +62,7 @@ def write_msec_folder(root: Path, scenes: int = 24, side: int = 512, seed: int =
         view = view.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.Resampling.LANCZOS)
         name = f"scene{index:04d}"
         view.save(gt_dir / f"{name}.jpg", quality=90)
-        for ev, token in MSEC_TOKENS.items():
+        for token, ev in MSEC_EV_TOKENS.items():
             rendered = render_exposure(np.asarray(view), ev)
             Image.fromarray(rendered).save(in_dir / f"{name}_{token}.JPG", quality=90)
     return root
@@ -88,8 +93,10 @@ def plain_step(model: Pix2Pix) -> Callable[[torch.Tensor, torch.Tensor], None]:
 
 def _config(net: BenchNetwork, batch: int, device: torch.device, precision: str,
             **changes: Any) -> TrainConfig:
-    return TrainConfig(batch_size=batch, image_size=net.image_size, ngf=net.ngf, ndf=net.ndf, depth=net.depth,
-                       amp=precision == "bf16", device=str(device), progress=False, **changes)
+    return TrainConfig(batch_size=batch, image_size=net.image_size,
+                       generator=UNetConfig(ngf=net.ngf, depth=net.depth),
+                       discriminator=PatchConfig(ndf=net.ndf), amp=precision == "bf16", device=str(device),
+                       progress=False, **changes)
 
 
 def bare_steps(net: BenchNetwork, batch: int, device: torch.device, precision: str = "fp32",
@@ -97,27 +104,29 @@ def bare_steps(net: BenchNetwork, batch: int, device: torch.device, precision: s
     """Images/s of the trainer's step (``train_step(check=False)``) and of :func:`plain_step`, on
     batches already on the device, best of ``repeats`` after a warm-up."""
     seed_everything(0)
-    model = Pix2Pix(_config(net, batch, device, precision), device)
-    x, y = _random_pairs(batch, net.image_size, device)
+    config = _config(net, batch, device, precision)
+    model = build_pix2pix(config, config.runtime())
+    x, y = random_pairs(batch, net.image_size, device)
     plain = plain_step(model)
     rates: dict[str, float] = {}
     for name, fn in (("trainer_step", lambda: model.train_step(x, y, check=False)),
                      ("plain_step", lambda: plain(x, y)), ("checked_step", lambda: model.train_step(x, y))):
         fn()
         fn()
-        best, _ = _best_time(fn, device, repeats)
+        best, _ = best_time(fn, device, repeats)
         rates[name] = batch / best
     return rates
 
 
 def _source(name: str, net: BenchNetwork, folder: Path, msec_side: int) -> Any:
-    from expolib.data.filepairs import MSECPairs
-    from expolib.data.sources import EmbeddedPairs
-    from expolib.imaging.camera import DEFAULT_FAMILY
-
+    """The training set of source ``name`` as a run builds it; the embedded photos with the shipped
+    model's recipe (the camera family, crops of photos shrunk by up to 1.5)."""
+    config = TrainConfig(image_size=net.image_size, camera="random", crop_scale=1.5)
     if name == "embedded":
-        return EmbeddedPairs("train", size=net.image_size, camera=DEFAULT_FAMILY, scale=(1.0, 1.5))
-    return MSECPairs(write_msec_folder(folder / "msec", side=msec_side), "train", size=net.image_size)
+        source = Source()
+    else:
+        source = Source.msec(write_msec_folder(folder / "msec", side=msec_side))
+    return training_sets(config, source, validation=False)[0]
 
 
 def trainer_rate(train_set: Any, net: BenchNetwork, batch: int, device: torch.device, steps: int,
@@ -128,7 +137,7 @@ def trainer_rate(train_set: Any, net: BenchNetwork, batch: int, device: torch.de
 
     config = _config(net, batch, device, precision, epochs=2, steps_per_epoch=steps, seed=0,
                      checkpoint_minutes=0.0, num_workers=num_workers, out_dir=str(out_dir), **changes)
-    trainer = Trainer(config, train_set, report=lambda line: None)
+    trainer = Trainer(config, prepare_pix2pix(config), train_set, report=lambda line: None)
     history = trainer.fit()
     return float(history.epochs[1]["images_per_second"])
 
@@ -148,18 +157,18 @@ def bench_end_to_end(device: str = "cpu", net: Optional[BenchNetwork] = None, ba
     bare = bare_steps(net, batch, dev, precision)
     result: dict[str, Any] = {"device": device, "network": net.name, "batch": batch, "steps": steps, **bare,
                               "sources": {}}
-    _say(out, f"end to end on {device}: {net.name} ({net.image_size}px, ngf {net.ngf}, depth {net.depth}), "
+    say(out, f"end to end on {device}: {net.name} ({net.image_size}px, ngf {net.ngf}, depth {net.depth}), "
          f"batch {batch}, {precision}, {num_workers} DataLoader worker(s), {steps} timed steps")
-    _say(out, f"bare step (trainer's, no host sync): {bare['trainer_step']:.1f} images/s; plain pix2pix step "
+    say(out, f"bare step (trainer's, no host sync): {bare['trainer_step']:.1f} images/s; plain pix2pix step "
          f"{bare['plain_step']:.1f} ({bare['trainer_step'] / bare['plain_step']:.0%}); step with a host "
          f"check {bare['checked_step']:.1f}")
-    _say(out, f"{'source':<10}{'images/s':>10}{'of bare step':>14}")
+    say(out, f"{'source':<10}{'images/s':>10}{'of bare step':>14}")
     with tempfile.TemporaryDirectory(prefix="expolib-e2e-") as tmp:
         for name in sources:
             train_set = _source(name, net, Path(tmp), msec_side)
             rate = trainer_rate(train_set, net, batch, dev, steps, precision, num_workers, Path(tmp) / name)
             result["sources"][name] = {"images_per_second": rate, "ratio": rate / bare["trainer_step"]}
-            _say(out, f"{name:<10}{rate:>10.1f}{rate / bare['trainer_step']:>14.0%}")
+            say(out, f"{name:<10}{rate:>10.1f}{rate / bare['trainer_step']:>14.0%}")
         if compile_too:
             import time
 
@@ -167,7 +176,7 @@ def bench_end_to_end(device: str = "cpu", net: Optional[BenchNetwork] = None, ba
             rate = trainer_rate(_source("embedded", net, Path(tmp), msec_side), net, batch, dev, steps,
                                 precision, num_workers, Path(tmp) / "compiled", compile=True)
             result["compiled"] = {"images_per_second": rate, "total_seconds": time.perf_counter() - start}
-            _say(out, f"--compile on (embedded): {rate:.1f} images/s after warm-up; the whole run took "
+            say(out, f"--compile on (embedded): {rate:.1f} images/s after warm-up; the whole run took "
                  f"{result['compiled']['total_seconds']:.0f} s including compilation")
     return result
 

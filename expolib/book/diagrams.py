@@ -17,11 +17,12 @@ import torch
 
 from expolib.imaging.imageio import to_uint8_image
 
-ImageLike = Union[np.ndarray, torch.Tensor]  # as expolib.book.figures: uint8 or float, HWC arrays or CHW tensors
+# as expolib.book.figures: uint8 or float, HWC arrays or CHW tensors
+ImageLike = Union[np.ndarray, torch.Tensor]
 
 
 def draw_unet(config: Any, side: int = 256) -> plt.Figure:
-    """Draw the U-Net of ``config`` (a :class:`~expolib.networks.models.UNetConfig`) for a ``side`` x ``side``
+    """Draw the U-Net of ``config`` (a :class:`~expolib.networks.unet.UNetConfig`) for a ``side`` x ``side``
     photo: one box per feature map with its side and channels, the encoder going down on the left, the
     decoder coming up on the right, and the skip connections across (drawn only when ``config.skip``).
 
@@ -73,14 +74,16 @@ def draw_unet(config: Any, side: int = 256) -> plt.Figure:
 
 def patch_window(config: Any, index: int) -> tuple[int, int]:
     """(first pixel, side) of the window of input pixels that logit ``index`` of a
-    :class:`~expolib.networks.models.PatchDiscriminator` built from ``config`` (a ``PatchConfig``) reads, along
-    one axis. The window may start before pixel 0 or end past the image: those pixels are padding."""
+    :class:`~expolib.networks.patchgan.PatchDiscriminator` built from ``config`` (a ``PatchConfig``)
+    reads, along one axis. The window may start before pixel 0 or end past the image: those pixels are
+    padding."""
     from torch import nn
 
-    from expolib.networks.models import PatchDiscriminator, receptive_field
+    from expolib.networks.factory import build_discriminator
+    from expolib.networks.patchgan import receptive_field
 
     with torch.device("meta"):  # shapes only: nothing is allocated
-        convs = [m for m in PatchDiscriminator(config).modules() if isinstance(m, nn.Conv2d)]
+        convs = [m for m in build_discriminator(config).modules() if isinstance(m, nn.Conv2d)]
     offset, jump = 0, 1
     for conv in convs:  # each layer's padding moves the window's start back by padding x jump
         offset += conv.padding[0] * jump
@@ -91,7 +94,7 @@ def patch_window(config: Any, index: int) -> tuple[int, int]:
 def draw_patch(condition: ImageLike, candidate: ImageLike, config: Any,
                centre: Optional[tuple[int, int]] = None, *, normalized: bool = False) -> plt.Figure:
     """Draw one PatchGAN patch over a (condition, candidate) pair: the window of both images that one
-    logit of the discriminator built from ``config`` (a :class:`~expolib.networks.models.PatchConfig`) reads
+    logit of the discriminator built from ``config`` (a :class:`~expolib.networks.patchgan.PatchConfig`) reads
     (red; dashed: the window of its right-hand neighbour), and where that logit sits in the map.
 
     ``centre`` (row, column) picks the logit whose window is centred nearest it (default: the image's
@@ -100,14 +103,15 @@ def draw_patch(condition: ImageLike, candidate: ImageLike, config: Any,
     """
     from matplotlib.patches import Rectangle
 
-    from expolib.networks.models import PatchDiscriminator
+    from expolib.networks.factory import build_discriminator
 
     images = [to_uint8_image(im, normalized=normalized) for im in (condition, candidate)]
     if images[0].shape != images[1].shape:
         raise ValueError(f"condition and candidate differ in shape: {images[0].shape} vs {images[1].shape}")
     h, w = images[0].shape[:2]
     with torch.device("meta"):
-        map_h, map_w = PatchDiscriminator(config)(torch.empty(1, 3, h, w), torch.empty(1, 3, h, w)).shape[-2:]
+        empty = torch.empty(1, 3, h, w)
+        map_h, map_w = build_discriminator(config)(empty, empty).shape[-2:]
     if min(map_h, map_w) < 1:
         raise ValueError(f"a {w}x{h} pair is too small for this discriminator: its map is empty")
     start0, field = patch_window(config, 0)

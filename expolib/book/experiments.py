@@ -29,14 +29,16 @@ from tqdm.auto import tqdm
 
 from expolib.book.loops import endless, fit_reconstruction
 from expolib.config import Budget, get_budget, pick_device, seed_everything
-from expolib.data.sources import EmbeddedPairs
+from expolib.data.rendered import EmbeddedPairs
 from expolib.evaluation.metrics import checkerboard, psnr
 from expolib.imaging.exposure import render_exposure
-from expolib.imaging.transforms import denormalize, normalize
-from expolib.networks.models import PatchConfig, PatchDiscriminator, UNetGenerator
+from expolib.imaging.transforms import LUMA_WEIGHTS, denormalize, normalize
+from expolib.networks.factory import build_discriminator, build_generator
+from expolib.networks.patchgan import PatchConfig
+from expolib.networks.unet import UNetConfig
 from expolib.training.config import TrainConfig
 from expolib.training.losses import LAMBDA_L1, AdversarialLoss, discriminator_loss
-from expolib.training.pix2pix import Pix2Pix
+from expolib.training.pix2pix import Pix2Pix, build_pix2pix
 
 Batch = dict[str, torch.Tensor]
 BatchTransform = Callable[[Batch, torch.Generator], Batch]
@@ -169,12 +171,15 @@ def hard_fakes(targets: torch.Tensor, generator: torch.Generator, shift: float =
 # One seeded run
 
 
-def _train_config(size: ExperimentSize, upsample: str, lambda_l1: float = LAMBDA_L1) -> TrainConfig:
-    """pix2pix's settings at the experiment's size; float32 (``amp=False``) like the reconstruction runs,
-    so that compared runs differ only in what the experiment varies."""
-    return TrainConfig(epochs=1, batch_size=size.batch, image_size=size.side, lr=size.lr, ngf=size.ngf,
-                       ndf=size.ndf, depth=size.depth, upsample=upsample, lambda_l1=lambda_l1, amp=False,
-                       progress=False)
+def _train_config(size: ExperimentSize, upsample: str, lambda_l1: float = LAMBDA_L1,
+                  device: Optional[torch.device] = None) -> TrainConfig:
+    """pix2pix's settings at the experiment's size on ``device`` (None: the best there is); float32
+    (``amp=False``) like the reconstruction runs, so that compared runs differ only in what the
+    experiment varies."""
+    return TrainConfig(epochs=1, batch_size=size.batch, image_size=size.side, lr=size.lr,
+                       generator=UNetConfig(ngf=size.ngf, depth=size.depth, upsample=upsample),
+                       discriminator=PatchConfig(ndf=size.ndf), lambda_l1=lambda_l1, amp=False,
+                       device=None if device is None else str(device), progress=False)
 
 
 def _loader(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[str], shift: int) -> BankLoader:
@@ -194,10 +199,10 @@ def train_pix2pix(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[s
                   device: Optional[torch.device] = None, progress: bool = True) -> Pix2Pix:
     """Train generator and discriminator with pix2pix's step (:meth:`expolib.training.pix2pix.Pix2Pix.train_step`)
     for ``size.steps`` steps on ``bank``; the arguments are :func:`train_generator`'s."""
-    device = device if device is not None else pick_device()
+    config = _train_config(size, upsample, lambda_l1, device)
     loader = _loader(bank, size, seed, flip, shift)
     seed_everything(seed)
-    model = Pix2Pix(_train_config(size, upsample, lambda_l1), device)
+    model = build_pix2pix(config, config.runtime())
     stream = endless(loader)
     desc = f"l1+adv (lambda {lambda_l1:g}), seed {seed}"
     for _ in tqdm(range(size.steps), desc=desc, disable=not progress):
@@ -208,7 +213,7 @@ def train_pix2pix(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[s
 
 def train_generator(bank: Batch, size: ExperimentSize, seed: int, loss: str = "l1",
                     flip: Optional[str] = None, upsample: str = "transpose", shift: int = 0,
-                    device: Optional[torch.device] = None, progress: bool = True) -> UNetGenerator:
+                    device: Optional[torch.device] = None, progress: bool = True) -> nn.Module:
     """Train one generator for ``size.steps`` steps on ``bank`` and return it in eval mode.
 
     ``loss``: ``"l1"`` or ``"l2"`` (the generator alone, :func:`expolib.book.loops.fit_reconstruction`) or
@@ -220,15 +225,15 @@ def train_generator(bank: Batch, size: ExperimentSize, seed: int, loss: str = "l
     """
     if loss not in GENERATOR_LOSSES:
         raise ValueError(f"loss must be one of {GENERATOR_LOSSES}, got {loss!r}")
-    device = device if device is not None else pick_device()
     if loss == "l1+adv":
         return train_pix2pix(bank, size, seed, flip, upsample, shift, device=device,
                              progress=progress).generator.eval()
+    config = _train_config(size, upsample, device=device)
+    runtime = config.runtime()  # the device, and GEMM transposed convolutions where they are faster
     loader = _loader(bank, size, seed, flip, shift)
     seed_everything(seed)
-    g_config = dataclasses.replace(_train_config(size, upsample).generator_config(),
-                                   gemm_upsampling=device.type == "cpu")
-    generator = UNetGenerator(g_config).to(device)
+    g_config = dataclasses.replace(config.generator, gemm_upsampling=runtime.gemm_convolutions)
+    generator = build_generator(g_config).to(runtime.device)
     desc = f"{loss}, {flip or 'no'} flips, {upsample}{f', shift {shift}' if shift else ''}, seed {seed}"
     fit_reconstruction(generator, loader, steps=size.steps, lr=size.lr, loss=loss, desc=desc,
                        progress=progress)
@@ -237,7 +242,7 @@ def train_generator(bank: Batch, size: ExperimentSize, seed: int, loss: str = "l
 
 def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str = "reexposed",
                         shift: float = 0.5, device: Optional[torch.device] = None,
-                        progress: bool = True) -> tuple[PatchDiscriminator, list[float]]:
+                        progress: bool = True) -> tuple[nn.Module, list[float]]:
     """Train a PatchGAN alone for ``size.steps`` steps: real pairs (input, target) against fake pairs
     (input, input) (``fakes="input"``, a generator that does nothing) or (input, target re-exposed by
     ±``shift`` EV) (``fakes="reexposed"``, :func:`hard_fakes`). pix2pix's halved BCE on logits.
@@ -246,7 +251,7 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
         raise ValueError(f"fakes must be one of {FAKE_KINDS}, got {fakes!r}")
     device = device if device is not None else pick_device()
     seed_everything(seed)
-    disc = PatchDiscriminator(PatchConfig(ndf=size.ndf)).to(device).train()
+    disc = build_discriminator(PatchConfig(ndf=size.ndf)).to(device).train()
     optimiser = torch.optim.Adam(disc.parameters(), lr=size.lr, betas=(0.5, 0.999))
     stream, draw = endless(BankLoader(bank, size.batch, seed)), torch.Generator().manual_seed(seed)
     losses, bce = [], AdversarialLoss()
@@ -276,7 +281,7 @@ def gradient_energy(image: torch.Tensor) -> float:
 
 def contrast(image: torch.Tensor) -> float:
     """Standard deviation of the luma of a ``(3, H, W)`` image in [0, 1]."""
-    weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=image.dtype, device=image.device)
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=image.dtype, device=image.device)
     return float((image * weights.view(3, 1, 1)).sum(0).std())
 
 
@@ -300,7 +305,7 @@ def evaluate_generator(generator: nn.Module, photos: EmbeddedPairs) -> dict[str,
 
 
 @torch.no_grad()
-def p_real(disc: PatchDiscriminator, conditions: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+def p_real(disc: nn.Module, conditions: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Mean P(real) per pair, ``(B,)``: the sigmoid of the patch logits averaged over the map. The batch
     is judged as training judges it (train mode, batch statistics); the running statistics are put back."""
     device = next(disc.parameters()).device
@@ -316,15 +321,18 @@ def p_real(disc: PatchDiscriminator, conditions: torch.Tensor, candidates: torch
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of runs over seeds."""
     values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_sd of no values")
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def format_mean_sd(values: Sequence[float], digits: int = 3) -> str:
-    """``"mean ± sd"`` with ``digits`` decimals."""
+def format_mean_sd(values: Sequence[float], digits: int = 3, signed: bool = False) -> str:
+    """``"mean ± sd"`` of ``values`` (:func:`mean_sd`) with ``digits`` decimals; ``signed``: the mean
+    with its sign (``"+1.23 ± 0.45"``), for a change."""
     mean, sd = mean_sd(values)
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    return f"{mean:{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
 
 
 def separated(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -5,7 +5,7 @@ alone (the chapters' quick comparisons of networks and losses)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -18,19 +18,19 @@ T = TypeVar("T")
 
 def training_pairs(size: int, seed: int = 0) -> tuple[Dataset, Dataset, str]:
     """Training crops, validation crops and a phrase naming their source: the MSEC dataset when
-    :func:`expolib.data.filepairs.find_msec` finds it (its own validation split), else the embedded photos
-    (the validation scenes, two fixed crops per photo and EV, as ``python -m expolib train`` uses)."""
-    from expolib.data.filepairs import MSECPairs, find_msec
-    from expolib.data.sources import EmbeddedPairs
+    :func:`expolib.data.msec.find_msec` finds it (its own validation split), else the embedded photos
+    (the validation scenes, two fixed crops per photo and EV): the sets ``python -m expolib train``
+    builds, from :func:`expolib.training.datasets.training_sets`."""
+    from expolib.data.msec import find_msec
+    from expolib.training.config import TrainConfig
+    from expolib.training.datasets import Source, training_sets
 
     root = find_msec()
-    if root is not None:
-        return (MSECPairs(root, split="train", size=size, augment=True, seed=seed),
-                MSECPairs(root, split="val", size=size, augment=False, seed=seed),
-                f"the MSEC dataset ({root.name})")
-    return (EmbeddedPairs("train", size=size, augment=True, seed=seed),
-            EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=seed),
-            "the embedded photos (MSEC was not found)")
+    config = TrainConfig(image_size=size, seed=seed)
+    train, val = training_sets(config, Source.msec(root) if root is not None else Source())
+    phrase = f"the MSEC dataset ({root.name})" if root is not None else \
+        "the embedded photos (MSEC was not found)"
+    return train, cast(Dataset, val), phrase  # both sources have a validation set
 
 
 def endless(loader: Iterable[T]) -> Iterator[T]:

@@ -20,9 +20,12 @@ from typing import Callable, Optional
 import numpy as np
 from torch.utils.data import Dataset
 
+from expolib.book.experiments import mean_sd
 from expolib.config import Budget
-from expolib.training.config import TrainConfig
+from expolib.networks.unet import UNetConfig
+from expolib.training.config import NETWORK_SETTINGS, TrainConfig, with_network_settings
 from expolib.training.history import History
+from expolib.training.pix2pix import prepare_pix2pix
 from expolib.training.trainer import Trainer
 
 
@@ -46,16 +49,19 @@ def curve_config(budget: Budget, seed: int, out_dir: str, **overrides: object) -
     """A short run for loss-against-quality curves: the budget's networks and batch size on crops of
     half the budget's side (at least 64 px, the U-Net one level shallower each halving), a constant
     learning rate, :data:`CURVE_EPOCHS` epochs of ``demo_steps // 15`` steps (4 to 40), validated
-    after each epoch on at most 48 pairs. ``overrides`` change any field afterwards."""
+    after each epoch on at most 48 pairs. ``overrides`` change any field afterwards, or a network
+    setting (``ngf``, ``depth``, ..., see :func:`expolib.training.config.with_network_settings`)."""
     size = max(64, budget.image_size // 2)
     depth = budget.depth - (budget.image_size // size).bit_length() + 1
     values: dict[str, object] = {
-        "image_size": size, "depth": depth, "epochs": CURVE_EPOCHS, "lr_policy": "constant",
+        "image_size": size, "generator": UNetConfig(ngf=budget.ngf, depth=depth), "epochs": CURVE_EPOCHS,
+        "lr_policy": "constant",
         "steps_per_epoch": min(40, max(4, budget.demo_steps // 15)),
         "val_batches": max(1, 48 // budget.batch_size), "seed": seed, "out_dir": out_dir, "progress": False,
     }
-    values.update(overrides)
-    return TrainConfig.from_budget(budget, **values)
+    networks = {name: value for name, value in overrides.items() if name in NETWORK_SETTINGS}
+    values.update({name: value for name, value in overrides.items() if name not in networks})
+    return with_network_settings(TrainConfig.from_budget(budget, **values), **networks)
 
 
 def train_seeds(make_config: Callable[[int], TrainConfig], train_set: Dataset, val_set: Optional[Dataset],
@@ -65,19 +71,10 @@ def train_seeds(make_config: Callable[[int], TrainConfig], train_set: Dataset, v
     curves = []
     for seed in seeds:
         config = dataclasses.replace(make_config(seed), seed=seed, progress=False)
-        trainer = Trainer(config, train_set, val_set, report=lambda message: None)
+        trainer = Trainer(config, prepare_pix2pix(config), train_set, val_set, report=lambda message: None)
         start = trainer.validate()
         curves.append(Curve(seed, trainer.fit(), start))
     return curves
-
-
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
-    array = np.asarray(values, dtype=float)
-    if array.size == 0:
-        raise ValueError("mean_sd of no values")
-    sd = float(array.std(ddof=1)) if array.size > 1 else 0.0
-    return float(array.mean()), sd
 
 
 def band(curves: Sequence[Curve], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +110,8 @@ class Trends:
 
     @property
     def loss(self) -> tuple[float, float]:
-        """Mean and sd over the runs of the loss's change (positive: the loss rose)."""
+        """Mean and sd over the runs of the loss's change (positive: the loss rose); as text:
+        :func:`~expolib.book.experiments.format_mean_sd` of ``loss_changes`` with ``signed=True``."""
         return mean_sd(self.loss_changes)
 
     @property
@@ -144,11 +142,5 @@ def compare_trends(curves: Sequence[Curve], loss_key: str = "g_adv", quality_key
                   [change(c.series(quality_key)) for c in curves], higher_is_better)
 
 
-def format_mean_sd(values: tuple[float, float], digits: int = 2, signed: bool = True) -> str:
-    """``"+1.23 ± 0.45"`` (or without the sign) for a (mean, sd) pair."""
-    mean, sd = values
-    return f"{mean:{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
-
-
 __all__ = ["CURVE_EPOCHS", "Curve", "Trends", "band", "compare_trends", "curve_config",
-           "disagreeing_intervals", "format_mean_sd", "mean_sd", "train_seeds"]
+           "disagreeing_intervals", "train_seeds"]

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import torch
 
-from expolib.benchmarks.bench import PRECISIONS, run_bench
+from expolib.benchmarks.trainstep import PRECISIONS, run_bench
 from expolib.cli.errors import UsageError, guarded, one_line
 from expolib.cli.options import add_command, auto_to_none, parse_switch
 
@@ -98,8 +98,8 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 def _end_to_end(args: argparse.Namespace, out: Any) -> None:
     """``--end-to-end``: one table per device."""
-    from expolib.benchmarks.bench import BenchNetwork, networks
     from expolib.benchmarks.endtoend import bench_end_to_end
+    from expolib.benchmarks.trainstep import BenchNetwork, networks
 
     for steps, name in ((args.steps, "--steps"), (args.msec_side, "--msec-side")):
         if steps is not None and steps < 1:

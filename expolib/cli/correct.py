@@ -5,23 +5,30 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from expolib.cli.errors import PARTIAL, UsageError, guarded, one_line, report
-from expolib.cli.options import add_model_options
+from expolib.cli.options import add_command, add_model_options
 from expolib.evaluation.infer import correct
 from expolib.imaging.imageio import DEFAULT_MAX_PIXELS
-from expolib.networks.pretrained import load_model
+from expolib.networks.modelfile import load_model
+
+SUMMARY = "correct the exposure of photos (files or folders) at full resolution"
+DESCRIPTION = (
+    "Correct photos with the shipped generator (or --weights) and write them, under the same names, "
+    "into --out. Inputs are never overwritten; a photo that cannot be read is reported on stderr and "
+    "skipped, and the exit status is then 1. A missing input, a folder without photos or unreadable "
+    "weights stop the command with status 2."
+)
 
 
 def _collect(inputs: Sequence[str], recursive: bool) -> list[tuple[Path, Path]]:
     """(file, path relative to the output folder) for every input.
 
-    Folders are listed with :func:`expolib.data.sources.list_images`: image extensions only, hidden files (such
-    as macOS's ``._IMG.jpg`` companions) skipped. A missing input, or a folder without photos, is a
-    :class:`UsageError`: nothing has been written yet.
+    Folders are listed with :func:`expolib.data.photofiles.list_images`: image extensions only, hidden
+    files (such as macOS's ``._IMG.jpg`` companions) skipped. A missing input, or a folder without
+    photos, is a :class:`UsageError`: nothing has been written yet.
     """
-    from expolib.data.sources import list_images
+    from expolib.data.photofiles import list_images
 
     found: list[tuple[Path, Path]] = []
     for name in inputs:
@@ -40,7 +47,7 @@ def _collect(inputs: Sequence[str], recursive: bool) -> list[tuple[Path, Path]]:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from expolib.benchmarks.bench import benchmark_fullres
+    from expolib.benchmarks.fullres import benchmark_fullres
 
     benchmark_fullres(args.megapixels, weights=args.weights, working_side=args.working_side or 512,
                       out=lambda line: print(line, flush=True))
@@ -94,16 +101,9 @@ def _run_correct(args: argparse.Namespace) -> int:
     return PARTIAL if failed else 0
 
 
-def add_cli(subparsers: Any) -> None:
-    """Add ``correct``: fix the exposure of photos or folders of photos, at full resolution."""
-    p = subparsers.add_parser(
-        "correct",
-        help="correct the exposure of photos (files or folders) at full resolution",
-        description="Correct photos with the shipped generator (or --weights) and write them, under the "
-        "same names, into --out. Inputs are never overwritten; a photo that cannot be read is reported "
-        "on stderr and skipped, and the exit status is then 1. A missing input, a folder without photos "
-        "or unreadable weights stop the command with status 2.",
-    )
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``python -m expolib correct``."""
+    p = add_command(subparsers, "correct", SUMMARY, DESCRIPTION)
     p.add_argument("inputs", nargs="*", metavar="IN", help="photos or folders of photos")
     p.add_argument("--out", metavar="DIR", help="folder for the corrected photos")
     add_model_options(p)

@@ -8,28 +8,35 @@ from pathlib import Path
 from typing import Any
 
 from expolib.cli.errors import UsageError, guarded
-from expolib.cli.options import add_model_options
+from expolib.cli.options import add_command, add_model_options
 from expolib.evaluation.corrector import Corrector
 from expolib.evaluation.metrics import METRICS
 from expolib.evaluation.protocol import compare, evaluate_many
-from expolib.networks.pretrained import load_model, model_source
+from expolib.networks.modelfile import load_model, model_source
 
 CAMERA_CHOICES = ("plain", "held-out", "both")
 TABLE_METRICS = (*METRICS, "checkerboard")
+SUMMARY = "measure PSNR, SSIM, colour difference and checkerboard per EV for the model and the baselines"
+DESCRIPTION = (
+    "Evaluate the shipped generator (or --weights), run the way `correct` runs it, and the classical "
+    "baselines on the embedded test photos (rendered by the book's camera and by a camera held out "
+    "from training), the MSEC test set (--msec) or your own pairs (--pairs); one table per metric, per "
+    "exposure level and over the mis-exposed levels."
+)
 
 
 def _datasets(args: argparse.Namespace, side: int) -> list[tuple[str, Any]]:
     """(description, dataset) pairs to evaluate on: MSEC's test split, a folder of pairs, or the
     embedded test photos rendered by the book's camera and/or by a camera held out from training."""
-    from expolib.data import filepairs
-    from expolib.data import sources as data
+    from expolib.data import filepairs, msec
+    from expolib.data import rendered as data
     from expolib.imaging.camera import HELD_OUT_CAMERA
 
     if args.msec:
         root = Path(args.msec)
-        msec = filepairs.MSECPairs(root, split="test", expert=args.expert, size=None, augment=False,
+        msec_test = msec.MSECPairs(root, split="test", expert=args.expert, size=None, augment=False,
                                    max_side=side)
-        return [(f"the MSEC test set at {root} (expert {args.expert})", msec)]
+        return [(f"the MSEC test set at {root} (expert {args.expert})", msec_test)]
     if args.pairs:
         inputs, targets = args.pairs
         pairs = filepairs.PairFolder(inputs, targets, size=None, augment=False, max_side=side)
@@ -87,16 +94,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cli(subparsers: Any) -> None:
-    """Add ``evaluate``: the shipped model (or ``--weights``) and the baselines on the test photos."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="measure PSNR, SSIM, colour difference and checkerboard per EV for the model and the baselines",
-        description="Evaluate the shipped generator (or --weights), run the way `correct` runs it, and the "
-        "classical baselines on the embedded test photos (rendered by the book's camera and by a camera "
-        "held out from training), the MSEC test set (--msec) or your own pairs (--pairs); one table per "
-        "metric, per exposure level and over the mis-exposed levels.",
-    )
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``python -m expolib evaluate``."""
+    p = add_command(subparsers, "evaluate", SUMMARY, DESCRIPTION)
     add_model_options(p, device_default=None)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")

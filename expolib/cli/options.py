@@ -39,11 +39,22 @@ def optional_int(text: str) -> Union[int, _Auto]:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help that appends ``(default: X)``, only where that tells something: not when the
+    option's help already speaks of its default, nor for an unset option (None) or a flag (False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
                 description: str) -> argparse.ArgumentParser:
-    """A subcommand's parser whose help shows each option's default."""
-    return subparsers.add_parser(name, help=summary, description=description,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """Add a subcommand: ``summary`` in the list of commands, ``description`` atop its help, each
+    option's default in its help; errors follow :mod:`expolib.cli.errors` (the top parser's class)."""
+    return subparsers.add_parser(name, help=summary, description=description, formatter_class=_DefaultsHelp)
 
 
 def add_model_options(parser: argparse.ArgumentParser, device_default: Optional[str] = "cpu") -> None:

@@ -8,21 +8,23 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
-
-import torch
-from torch.utils.data import Dataset
+from typing import Any
 
 from expolib.cli.errors import USAGE, UsageError, guarded, report_error
 from expolib.cli.options import AUTO, add_command, optional_int, parse_switch
 from expolib.config import get_budget
-from expolib.networks.models import NORMS, UPSAMPLING
+from expolib.networks.layers import NORMS
+from expolib.networks.modelfile import save_generator
+from expolib.networks.unet import UPSAMPLING
 from expolib.training.checkpoint import CheckpointError
-from expolib.training.config import CAMERAS, LR_POLICIES, TrainConfig
+from expolib.training.config import CAMERAS, LR_POLICIES, NETWORK_SETTINGS, TrainConfig, with_network_settings
+from expolib.training.datasets import Source, training_sets
 from expolib.training.distributed import leave
 from expolib.training.losses import GAN_MODES
-from expolib.training.pix2pix import TrainingDiverged
+from expolib.training.pix2pix import TrainingDiverged, prepare_pix2pix
 from expolib.training.trainer import Trainer
+
+NESTED = ("generator", "discriminator")  # TrainConfig fields the network options (NETWORK_SETTINGS) fill
 
 FULL_VALIDATE_MINUTES = 2.0  # `--budget full`: validate at an epoch's end at most this often
 SUMMARY = "train the pix2pix GAN (embedded photos, MSEC or your own photos)"
@@ -34,34 +36,15 @@ DESCRIPTION = (
 )
 
 
-def _datasets(args: argparse.Namespace, config: TrainConfig) -> tuple[Dataset, Optional[Dataset]]:
-    """The training (and validation) pairs the command line asks for; the embedded photos by default."""
-    from expolib.data import filepairs
-    from expolib.data import sources as data
-    from expolib.imaging.camera import DEFAULT_FAMILY
-
-    size = config.image_size
-    # rendered sources: the camera family and rescaled crops when the configuration asks for them
-    scale = (1.0, config.crop_scale) if config.crop_scale is not None else None
-    render: dict[str, Any] = {"camera": DEFAULT_FAMILY if config.camera == "random" else None, "scale": scale}
-    val_side = 2 * size if scale is not None else None  # validation crops at the training crops' scale
-    # JPEGs decode on the GPU when training on one (a few CPU cores cannot decode fast enough)
-    decode = args.decode or ("device" if config.device != "cpu" and torch.cuda.is_available() else "loader")
+def _source(args: argparse.Namespace) -> Source:
+    """The source the command line names; the embedded photos by default."""
     if args.msec is not None:
-        return (filepairs.MSECPairs(args.msec, split="train", size=size, augment=True, decode=decode),
-                filepairs.MSECPairs(args.msec, split="val", size=size, augment=False))
+        return Source.msec(args.msec, args.decode)
     if args.photos is not None:
-        return data.PhotoFolderPairs(args.photos, size=size, augment=True, seed=config.seed, **render), None
+        return Source.photos(args.photos)
     if args.pairs is not None:
-        inputs, targets = args.pairs
-        files = [p for d in (inputs, targets) if Path(d).is_dir() for p in Path(d).iterdir()
-                 if p.is_file() and not p.name.startswith(".")]
-        all_jpeg = all(p.suffix.lower() in (".jpg", ".jpeg") for p in files)
-        return filepairs.PairFolder(inputs, targets, size=size, augment=True, seed=config.seed,
-                                    decode=decode if all_jpeg or args.decode else "loader"), None
-    return (data.EmbeddedPairs("train", size=size, augment=True, seed=config.seed, **render),
-            data.EmbeddedPairs("val", size=size, augment=False, crops_per_photo=2, seed=config.seed,
-                               max_side=val_side))
+        return Source.pairs(*args.pairs, decode=args.decode)
+    return Source()
 
 
 _HELP = {
@@ -123,53 +106,56 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         help="--msec/--pairs JPEGs: decode in the DataLoader (Pillow), or on the training "
                              "device in batches (default: device when training on CUDA)")
     settings = parser.add_argument_group("training settings (default: from the budget, else pix2pix's)")
-    skip = {"out_dir"}
-    for f in fields(TrainConfig):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"default": None, "help": _HELP.get(f.name, f.name)}
-        if f.name == "betas":
-            settings.add_argument(flag, type=float, nargs=2, metavar=("BETA1", "BETA2"),
-                                  help="Adam betas (pix2pix: 0.5 0.999)", default=None)
-            continue
-        if f.name in ("amp", "channels_last", "gemm_convolutions"):
-            kwargs.update(type=parse_switch, metavar="on|off|auto")
-        elif f.name in ("compile", "progress"):
-            kwargs.update(type=parse_switch, metavar="on|off")
-        elif f.name in ("steps_per_epoch", "val_batches", "decay_epochs", "validate_every"):
-            kwargs.update(type=optional_int, metavar="N")
-        elif f.name == "gan_mode":
-            kwargs.update(choices=GAN_MODES)
-        elif f.name == "lr_policy":
-            kwargs.update(choices=LR_POLICIES)
-        elif f.name == "norm":
-            kwargs.update(choices=NORMS)
-        elif f.name in ("upsample", "camera"):
-            kwargs.update(choices=UPSAMPLING if f.name == "upsample" else CAMERAS)
-        elif f.name == "residual":
-            kwargs.update(type=parse_switch, metavar="on|off")
-        elif f.name == "crop_scale":
-            kwargs.update(type=float, metavar="X")
-        elif f.type in ("int", int):
-            kwargs.update(type=int)
-        elif f.type in ("float", float):
-            kwargs.update(type=float)
-        settings.add_argument(flag, **kwargs)
+    for f in fields(TrainConfig):  # the network options where the networks' configurations are
+        skipped = f.name in (*NESTED, "out_dir")
+        for name in NETWORK_SETTINGS if f.name == "generator" else () if skipped else (f.name,):
+            _add_setting(settings, name)
     parser.set_defaults(func=_run_cli)
 
 
+def _add_setting(settings: argparse._ArgumentGroup, name: str) -> None:
+    """The option of one TrainConfig field, or of one network setting (:data:`NETWORK_SETTINGS`)."""
+    f = next((f for f in fields(TrainConfig) if f.name == name), None)
+    kind = f.type if f is not None else None
+    flag = "--" + name.replace("_", "-")
+    kwargs: dict[str, Any] = {"default": None, "help": _HELP.get(name, name)}
+    if name == "betas":
+        settings.add_argument(flag, type=float, nargs=2, metavar=("BETA1", "BETA2"),
+                              help="Adam betas (pix2pix: 0.5 0.999)", default=None)
+        return
+    if name in ("amp", "channels_last", "gemm_convolutions"):
+        kwargs.update(type=parse_switch, metavar="on|off|auto")
+    elif name in ("compile", "progress", "residual"):
+        kwargs.update(type=parse_switch, metavar="on|off")
+    elif name in ("steps_per_epoch", "val_batches", "decay_epochs", "validate_every"):
+        kwargs.update(type=optional_int, metavar="N")
+    elif name in ("gan_mode", "lr_policy", "norm", "upsample", "camera"):
+        kwargs.update(choices={"gan_mode": GAN_MODES, "lr_policy": LR_POLICIES, "norm": NORMS,
+                               "upsample": UPSAMPLING, "camera": CAMERAS}[name])
+    elif name == "crop_scale":
+        kwargs.update(type=float, metavar="X")
+    elif name in ("ngf", "ndf", "depth", "n_layers") or kind in ("int", int):
+        kwargs.update(type=int)
+    elif kind in ("float", float):
+        kwargs.update(type=float)
+    settings.add_argument(flag, **kwargs)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig the command line describes: the budget's, then every option given."""
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                 if f.name != "out_dir" and getattr(args, f.name, None) is not None}
-    overrides = {name: (None if value is AUTO else value) for name, value in overrides.items()}
+    """The TrainConfig the command line describes: the budget's, then every option given (the
+    network options into the nested network configurations)."""
+    names = [f.name for f in fields(TrainConfig) if f.name not in ("out_dir", *NESTED)]
+    names += list(NETWORK_SETTINGS)
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    given = {name: (None if value is AUTO else value) for name, value in given.items()}
+    networks = {name: given.pop(name) for name in NETWORK_SETTINGS if name in given}
     if args.out is not None:
-        overrides["out_dir"] = args.out
+        given["out_dir"] = args.out
     budget = get_budget(args.budget)
     if budget.name == "full":  # a long run: validation at most every 2 minutes unless asked otherwise
-        overrides.setdefault("validate_minutes", FULL_VALIDATE_MINUTES)
-    return TrainConfig.from_budget(budget, **overrides)
+        given.setdefault("validate_minutes", FULL_VALIDATE_MINUTES)
+    config = TrainConfig.from_budget(budget, **given)
+    return with_network_settings(config, **{k: v for k, v in networks.items() if v is not None})
 
 
 def _check_export_path(path: Path) -> None:
@@ -192,18 +178,20 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.export:
         _check_export_path(Path(args.export))  # before hours of training, not after
     config = config_from_args(args)  # bad settings, a missing folder, a dataset laid out wrongly: exit 2
-    train_set, val_set = _datasets(args, config)
-    trainer = Trainer(config, train_set, val_set)
+    runtime = config.runtime()  # how this run computes, decided once
+    train_set, val_set = training_sets(config, _source(args), runtime.device)
+    model = prepare_pix2pix(config, runtime)
+    trainer = Trainer(config, model, train_set, val_set)
     main = trainer.process.main
     if main:
-        print(f"training on {trainer.device} ({trainer.process.world_size} process(es)): "
+        print(f"training on {runtime.device} ({trainer.process.world_size} process(es)): "
               f"{len(train_set)} training pairs, {trainer.steps_per_epoch} steps per epoch, "
               f"output in {config.out_dir}", file=sys.stderr)
     status = 0
     try:
         trainer.fit(resume=args.resume, max_steps=args.max_steps)
         if args.export and main:
-            path = trainer.export_generator(args.export, half=args.export_half)
+            path = save_generator(model.generator, args.export, half=args.export_half)
             print(f"generator saved to {path}" + (" (float16)" if args.export_half else ""), file=sys.stderr)
     except KeyboardInterrupt:
         status = 130

@@ -1,8 +1,8 @@
 """Classical corrections to measure the network against: each one is a *corrector*.
 
 A corrector maps a batch ``(B, 3, H, W)`` in [-1, 1] to the same shape and range, exactly like a
-generator in eval mode, so :func:`expolib.evaluation.protocol.evaluate` and :func:`expolib.evaluation.infer.correct` take
-either. The baselines are ``torch.nn.Module``s with no parameters; most of them work photo by photo in
+generator in eval mode, so :func:`expolib.evaluation.protocol.evaluate` and
+:func:`expolib.evaluation.infer.correct` take either. The baselines are ``torch.nn.Module``s with no parameters; most of them work photo by photo in
 NumPy with scikit-image (:class:`PhotoBaseline`).
 
 - :class:`Identity`: does nothing. Any method worth its name must beat it.
@@ -29,16 +29,7 @@ import torch.nn.functional as F
 from skimage import color, exposure
 from torch import nn
 
-from expolib.imaging.transforms import denormalize, normalize
-
-# Rec. 709 / sRGB luminance weights, applied to the encoded values (a "luma"): what the eye reads as
-# brightness closely enough for choosing one global curve.
-LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """Luma ``(H, W)`` of an sRGB image ``(H, W, 3)`` in [0, 1] (Rec. 709 weights); any ``(..., 3)`` works."""
-    return image @ np.asarray(LUMA_WEIGHTS, dtype=image.dtype)
+from expolib.imaging.transforms import denormalize, luminance, normalize
 
 
 class PhotoBaseline(nn.Module):

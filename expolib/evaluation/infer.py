@@ -18,8 +18,8 @@ seams: every band samples the same global low-resolution coefficient map at the 
 band computes exactly what the whole image would.
 
 The command line ``python -m expolib correct`` (:mod:`expolib.cli.correct`) corrects files and folders;
-:func:`expolib.benchmarks.bench.benchmark_fullres` measures time and peak memory of both modes on a 12-megapixel
-photo.
+:func:`expolib.benchmarks.fullres.benchmark_fullres` measures time and peak memory of both modes on a
+12-megapixel photo.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from expolib.imaging.transforms import luminance
+
 ImageLike = Union[np.ndarray, torch.Tensor]
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "delta_e00")
@@ -144,7 +146,7 @@ def period2_energy(image: ImageLike) -> float:
     h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
     if min(h, w) < 2:
         raise ValueError(f"period2_energy needs at least 2x2 pixels, got {a.shape[1]}x{a.shape[0]}")
-    luma = a[:h, :w] @ np.array([0.2126, 0.7152, 0.0722])
+    luma = luminance(a[:h, :w])
     spectrum = np.abs(np.fft.fft2(luma - luma.mean())) ** 2
     total = float(spectrum.sum())
     if total == 0.0:

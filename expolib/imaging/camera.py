@@ -1,23 +1,25 @@
 """Many cameras, not one: randomized renderings of exposure errors, so that a model generalizes.
 
-:func:`expolib.imaging.exposure.render_exposure` is one camera: one tone curve, no colour drift, no noise to
-speak of, no compression. A model trained only on it learns that camera's way of being wrong. A real
-under-exposed photo comes from another response curve, another white balance, sensor noise and a JPEG
-encoder. :class:`Camera` describes one such capture chain; :class:`CameraFamily` draws cameras (and
+:func:`expolib.imaging.exposure.render_exposure` is one camera: one tone curve, no colour drift, no
+noise to speak of, no compression. A model trained only on it learns that camera's way of being wrong.
+A real under-exposed photo comes from another response curve, another white balance, sensor noise and
+a JPEG encoder. :class:`Camera` describes one such camera; :class:`CameraFamily` draws cameras (and
 exposure errors from a continuous range) at random, deterministically for a given generator.
 
-The chain, for a well-exposed photo ``x`` (sRGB, [0, 1]) taken as that camera's output at EV 0::
+Every camera renders through the one chain of :mod:`expolib.imaging.exposure` (:meth:`Camera.params`
+gives its numbers to :func:`~expolib.imaging.exposure.capture` and
+:func:`~expolib.imaging.exposure.develop`), then :func:`jpeg_roundtrip` compresses the result::
 
     scene = response⁻¹(sRGB⁻¹(x))           # undo the camera: scene linear light
     scene = scene * 2**ev * white_balance     # the wrong exposure, a slight colour drift
     scene = scene + noise(scene)              # shot and read noise (under-exposure only)
     out   = JPEG(sRGB(response(scene)))       # the camera again, then compression
 
-Responses: ``"shoulder"`` is :func:`expolib.imaging.exposure.tone_curve` (identity to a knee, then a smooth
-roll-off to white) after a power ``gamma`` on linear light; the training family varies knee, white and
-gamma. ``"reinhard"`` is the extended Reinhard curve ``s (1 + s / white²) / (1 + s)``, which
-compresses mid-tones as well as highlights: a response of another shape, *held out* from training,
-so that an evaluation can say how a model does on a camera it never saw (:data:`HELD_OUT_CAMERA`).
+Responses: ``"shoulder"`` is :func:`~expolib.imaging.exposure.tone_curve` (identity to a knee, then a
+smooth roll-off to white) after a power ``gamma`` on linear light; the training family varies knee,
+white and gamma. ``"reinhard"`` is :func:`~expolib.imaging.exposure.reinhard_curve`, which compresses
+mid-tones as well as highlights: a response of another shape, *held out* from training, so that an
+evaluation can say how a model does on a camera it never saw (:data:`HELD_OUT_CAMERA`).
 
 At EV 0 every camera returns the photo unchanged: a well-exposed photo needs no correction, and the
 model should learn to leave it alone.
@@ -26,30 +28,25 @@ model should learn to leave it alone.
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from expolib.imaging.exposure import (
-    KNEE,
-    WHITE,
-    inverse_tone_curve,
-    linear_to_srgb,
-    srgb_to_linear,
-    tone_curve,
-)
+from expolib.imaging.exposure import KNEE, WHITE, CameraParams, misexpose, to_display, to_scene
 
 RESPONSES = ("shoulder", "reinhard")
 
 
 @dataclass(frozen=True)
 class Camera:
-    """One capture chain: response curve, white-balance drift, noise and JPEG quality.
+    """One camera: response curve, white-balance drift, noise and JPEG quality.
 
-    The default is the book's plain camera (:func:`expolib.imaging.exposure.render_exposure` without noise).
+    The default is the book's camera (:func:`~expolib.imaging.exposure.render_exposure` without noise).
     ``wb``: gains on the red, green and blue linear light of the mis-exposed capture. ``shot_noise``
     and ``read_noise``: standard deviations, in linear light, of the signal-dependent and constant
     noise added to under-exposed captures. ``jpeg_quality``: re-encode the result (None: no JPEG).
@@ -76,28 +73,30 @@ class Camera:
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"Camera.jpeg_quality must be in 1..100, got {self.jpeg_quality}")
 
+    def params(self, batch: int = 1, dtype: torch.dtype = torch.float32,
+               device: Union[str, torch.device, None] = None) -> CameraParams:
+        """This camera for each of ``batch`` images, as the chain (``expolib.imaging.exposure``) reads it."""
+        return CameraParams.uniform(
+            batch, reinhard=self.response == "reinhard", knee=self.knee, white=self.white, gamma=self.gamma,
+            wb=self.wb, shot_noise=self.shot_noise, read_noise=self.read_noise, dtype=dtype, device=device)
+
+    def clean(self) -> Camera:
+        """The same response without colour drift, noise or JPEG."""
+        return replace(self, wb=(1.0, 1.0, 1.0), shot_noise=0.0, read_noise=0.0, jpeg_quality=None)
+
     def to_scene(self, display: torch.Tensor) -> torch.Tensor:
         """Display linear light in [0, 1] -> scene linear light (the inverse of :meth:`to_display`)."""
-        if self.response == "reinhard":
-            d = display.clamp(0.0, 1.0)
-            w2 = self.white**2
-            # d (1 + s) = s + s² / w²  is a quadratic in s with one non-negative root
-            return 0.5 * w2 * (-(1.0 - d) + torch.sqrt((1.0 - d) ** 2 + 4.0 * d / w2))
-        return inverse_tone_curve(display, self.knee, self.white) ** (1.0 / self.gamma)
+        return to_scene(display[None], self.params(1, display.dtype, display.device))[0]
 
     def to_display(self, scene: torch.Tensor) -> torch.Tensor:
         """Scene linear light (>= 0) -> display linear light in [0, 1]."""
-        s = scene.clamp(min=0.0)
-        if self.response == "reinhard":
-            w2 = self.white**2
-            return (s * (1.0 + s / w2) / (1.0 + s)).clamp(max=1.0)
-        return tone_curve(s**self.gamma, self.knee, self.white)
+        return to_display(scene[None], self.params(1, scene.dtype, scene.device))[0]
 
     def render(self, image: torch.Tensor, ev: float,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Render a well-exposed float image ``(3, H, W)`` in [0, 1] as this camera's capture at ``ev``.
 
-        ``generator`` draws the noise (a fresh unseeded one when None). EV 0 returns ``image`` itself.
+        ``generator`` draws the noise (PyTorch's global generator when None). EV 0 returns ``image``.
         """
         if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
             shape = tuple(image.shape)
@@ -106,34 +105,52 @@ class Camera:
             raise ValueError(f"ev must be a finite number of stops, got {ev}")
         if ev == 0:
             return image
-        scene = self.to_scene(srgb_to_linear(image))
-        gains = torch.tensor(self.wb, dtype=image.dtype, device=image.device).view(3, 1, 1)
-        scene = scene * (2.0**ev) * gains
-        if ev < 0 and (self.shot_noise > 0 or self.read_noise > 0):
-            z = torch.randn(scene.shape, generator=generator, dtype=torch.float32).to(scene)
-            sigma = torch.sqrt(self.shot_noise**2 * scene.clamp(min=0.0) + self.read_noise**2)
-            scene = scene + sigma * z
-        out = linear_to_srgb(self.to_display(scene))
+        camera = self.params(1, image.dtype, image.device)
+        evs = torch.full((1,), float(ev), dtype=image.dtype, device=image.device)
+        noise = None
+        if bool(camera.noisy(evs)):
+            noise = torch.randn(image.shape, generator=generator, dtype=torch.float32).to(image)[None]
+        out = misexpose(image[None], evs, camera, noise)[0]
         return jpeg_roundtrip(out, self.jpeg_quality) if self.jpeg_quality is not None else out
 
 
-def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """Encode a float image ``(3, H, W)`` in [0, 1] as a JPEG at ``quality`` and decode it again.
-
-    Pillow's encoder, as most cameras and phones write baseline JPEG with 4:2:0 chroma subsampling.
-    """
-    array = (image.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality))
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    return torch.from_numpy(decoded.copy()).permute(2, 0, 1).to(image.device, image.dtype) / 255.0
-
-
 PLAIN_CAMERA = Camera()
-"""The book's camera: :func:`expolib.imaging.exposure.render_exposure`'s tone curve, no drift, no noise."""
+"""The book's camera: :func:`~expolib.imaging.exposure.render_exposure` without noise."""
 
 HELD_OUT_CAMERA = Camera(response="reinhard", white=2.5)
 """A response outside the training family, for evaluation only: how a model does on a new camera."""
+
+
+def jpeg_roundtrip(images: torch.Tensor, quality: Union[int, Sequence[int]]) -> torch.Tensor:
+    """Encode float images ``(3, H, W)`` or ``(N, 3, H, W)`` in [0, 1] as JPEGs at ``quality`` (one
+    for all, or one per image) and decode them again.
+
+    Pillow's encoder on the CPU, as most cameras and phones write baseline JPEG with 4:2:0 chroma
+    subsampling; nvJPEG (torchvision.io) on CUDA, falling back to Pillow where it is missing.
+    """
+    if images.ndim == 3:
+        return jpeg_roundtrip(images[None], [int(quality)] if isinstance(quality, int) else quality)[0]
+    qualities = [int(quality)] * len(images) if isinstance(quality, int) else [int(q) for q in quality]
+    as_uint8 = (images.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    if images.device.type == "cuda":
+        try:
+            from torchvision.io import decode_jpeg, encode_jpeg
+
+            out = torch.empty_like(images)
+            with warnings.catch_warnings():  # torchvision 0.29+ points to TorchCodec; this still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for i, q in enumerate(qualities):
+                    data = encode_jpeg(as_uint8[i], quality=q)
+                    out[i] = decode_jpeg(data, device=images.device).to(images.dtype) / 255.0
+            return out
+        except (RuntimeError, TypeError):  # no CUDA JPEG codec in this build
+            pass
+    decoded = []
+    for array, q in zip(as_uint8.permute(0, 2, 3, 1).cpu().numpy(), qualities):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="JPEG", quality=q)
+        decoded.append(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")))
+    return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255.0
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -209,8 +226,7 @@ class CameraFamily:
         ev = self.sample_ev(generator)
         target = image
         if self.target_ev > 0:
-            clean = Camera(knee=camera.knee, white=camera.white, gamma=camera.gamma)
-            target = clean.render(image, _uniform(generator, -self.target_ev, self.target_ev))
+            target = camera.clean().render(image, _uniform(generator, -self.target_ev, self.target_ev))
         return camera.render(target, ev, generator=generator), target, ev, camera
 
     def with_changes(self, **changes: object) -> CameraFamily:
@@ -220,6 +236,7 @@ class CameraFamily:
 
 DEFAULT_FAMILY = CameraFamily(min_abs_ev=0.5, p_ev0=0.4, target_ev=0.4)
 """The family ``python -m expolib train --camera random`` trains with (chosen on the validation split)."""
+
 
 __all__ = [
     "DEFAULT_FAMILY",

@@ -1,14 +1,16 @@
 """Rendering training pairs in batches, on the training device.
 
-A rendered source (:class:`expolib.data.sources.EmbeddedPairs`, :class:`expolib.data.sources.PhotoFolderPairs`) makes
-each pair in two halves:
+A rendered source (:class:`expolib.data.rendered.EmbeddedPairs`,
+:class:`expolib.data.rendered.PhotoFolderPairs`) makes each pair in two halves:
 
 1. :func:`draw_item`, in the data loader (CPU, per item, cheap): the crop of the well-exposed photo as
    uint8, and every random choice the pair needs as numbers: the camera (response, knee, white,
    gamma, white balance, noise levels, JPEG quality), the exposure error, the target's own
    re-exposure, the flip and the input-only colour jitter; plus a seed for the noise.
 2. :func:`render_pairs`, for a whole batch, on any device: decode those numbers into the pair,
-   normalised to [-1, 1].
+   normalised to [-1, 1]. :func:`render_crops` runs the one camera chain
+   (:mod:`expolib.imaging.exposure`, the same as :meth:`expolib.imaging.camera.Camera.render`) on
+   lookup tables.
 
 A loader then moves only uint8 crops and a few numbers per item, and the arithmetic (sRGB curves,
 tone curves, noise, colour) runs where the network runs: on a GPU, a 2-core machine's CPU no longer
@@ -20,14 +22,13 @@ numbers differ there while their distributions are the same.
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional, Union
 
 import torch
 import torchvision.transforms.v2.functional as TF
 
 from expolib.imaging.camera import Camera, CameraFamily, jpeg_roundtrip
-from expolib.imaging.exposure import inverse_tone_curve, linear_to_srgb, power, srgb_to_linear, tone_curve
+from expolib.imaging.exposure import CameraParams, capture, develop, misexpose
 from expolib.imaging.transforms import normalize
 
 # The numbers that describe one pair, by position in an item's ``params`` vector.
@@ -86,28 +87,14 @@ def _column(params: torch.Tensor, name: str) -> torch.Tensor:
     return params[:, P[name]].view(-1, 1, 1, 1)
 
 
-def _to_scene(display: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """Each image's camera undone: display linear light -> scene linear light (Camera.to_scene)."""
-    knee, white, gamma = (_column(params, k) for k in ("knee", "white", "gamma"))
-    shoulder = power(inverse_tone_curve(display, knee, white), 1.0 / gamma)
-    reinhard = _column(params, "reinhard") > 0
-    if not bool(reinhard.any()):
-        return shoulder
-    d, w2 = display.clamp(0.0, 1.0), white**2
-    root = 0.5 * w2 * (-(1.0 - d) + torch.sqrt((1.0 - d) ** 2 + 4.0 * d / w2))
-    return torch.where(reinhard, root, shoulder)
+def camera_of(params: torch.Tensor) -> CameraParams:
+    """The camera of each pair, as the chain reads it, from their ``params`` (B, len(PARAMS))."""
+    def column(name: str) -> torch.Tensor:
+        return params[:, P[name]]
 
-
-def _to_display(scene: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """Each image's camera applied: scene linear light -> display linear light (Camera.to_display)."""
-    knee, white, gamma = (_column(params, k) for k in ("knee", "white", "gamma"))
-    s = scene.clamp(min=0.0)
-    shoulder = tone_curve(power(s, gamma), knee, white)
-    reinhard = _column(params, "reinhard") > 0
-    if not bool(reinhard.any()):
-        return shoulder
-    w2 = white**2
-    return torch.where(reinhard, (s * (1.0 + s / w2) / (1.0 + s)).clamp(max=1.0), shoulder)
+    return CameraParams(reinhard=column("reinhard") > 0, knee=column("knee"), white=column("white"),
+                        gamma=column("gamma"), wb=params[:, P["wb_r"]:P["wb_b"] + 1],
+                        shot_noise=column("shot_noise"), read_noise=column("read_noise"))
 
 
 def _noise(shape: torch.Size, seeds: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -119,37 +106,6 @@ def _noise(shape: torch.Size, seeds: torch.Tensor, device: torch.device) -> torc
     return out
 
 
-def _jpeg(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
-    """JPEG round trips of some images (float (N, 3, H, W) in [0, 1]) at their qualities: Pillow on
-    the CPU, nvJPEG (torchvision.io) on CUDA, falling back to Pillow where it is missing."""
-    if images.device.type == "cuda":
-        try:
-            from torchvision.io import decode_jpeg, encode_jpeg
-
-            as_uint8 = (images.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-            out = torch.empty_like(images)
-            with warnings.catch_warnings():  # torchvision 0.29+ points to TorchCodec; this still works
-                warnings.simplefilter("ignore", DeprecationWarning)
-                for i, quality in enumerate(qualities):
-                    data = encode_jpeg(as_uint8[i], quality=quality)
-                    out[i] = decode_jpeg(data, device=images.device).to(images.dtype) / 255.0
-            return out
-        except (RuntimeError, TypeError):  # no CUDA JPEG codec in this build
-            pass
-    return torch.stack([jpeg_roundtrip(image, quality) for image, quality in zip(images, qualities)])
-
-
-def _scene_light(image: torch.Tensor, ev: torch.Tensor, params: torch.Tensor, gains: bool) -> torch.Tensor:
-    """sRGB values -> each camera's scene light, exposed by ``ev`` (and its white balance)."""
-    scene = _to_scene(srgb_to_linear(image), params) * torch.pow(2.0, ev)
-    return scene * params[:, P["wb_r"]:P["wb_b"] + 1].view(-1, 3, 1, 1) if gains else scene
-
-
-def _srgb_out(scene: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """Scene light -> each camera's sRGB output."""
-    return linear_to_srgb(_to_display(scene, params))
-
-
 def _lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """``table`` (B, 3, 1, 256) read at the uint8 ``codes`` (B, 3, H, W), image by image and channel
     by channel."""
@@ -157,39 +113,37 @@ def _lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return table.reshape(b * c, 256).gather(1, codes.reshape(b * c, h * w).long()).view(b, c, h, w)
 
 
-def _render(codes: torch.Tensor, params: torch.Tensor,
-            seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def render_crops(codes: torch.Tensor, params: torch.Tensor,
+                 seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(input, target) in [0, 1] for uint8 crops ``codes`` (B, 3, H, W) and their params.
 
-    Everything a camera does to a pixel, short of noise and JPEG, depends on that pixel's code value
-    alone (for a given image and channel). So each image's curves are computed once on the 256 code
-    values, a small table per image and channel, and the pixels look their values up: a fraction of
-    the arithmetic of computing every curve at every pixel (written by hand for that reason; the maths
-    is :class:`expolib.imaging.camera.Camera`'s). Noise is added where it belongs, in scene light, and the
-    pixels of those images go through the rest of the curve one by one.
+    Short of noise and JPEG, what the chain (:func:`~expolib.imaging.exposure.capture`, then
+    :func:`~expolib.imaging.exposure.develop`) does to a pixel depends on that pixel's code value alone
+    (for a given image and channel). So the chain runs once on the 256 code values, a small table per
+    image and channel, and the pixels look their results up: a fraction of the arithmetic of running it
+    at every pixel. Noise is added where it belongs, in scene light: the pixels of those images look up
+    their scene light and are developed one by one. JPEG comes last.
     """
     b = codes.shape[0]
     grid = (torch.arange(256, device=codes.device, dtype=torch.float32) / 255.0).expand(b, 3, 1, 256)
-    target_ev, ev = _column(params, "target_ev"), _column(params, "ev")
-    # the target: the photo re-exposed by a clean camera (same curves, no drift, noise or JPEG)
-    clean = _srgb_out(_scene_light(grid, target_ev, params, gains=False), params)
-    target_table = torch.where(target_ev == 0, grid, clean)
+    camera, ev, target_ev = camera_of(params), params[:, P["ev"]], params[:, P["target_ev"]]
+    # the target: the photo re-exposed by the same camera without colour drift or noise
+    clean = misexpose(grid, target_ev, camera.clean())
+    target_table = torch.where(target_ev.view(-1, 1, 1, 1) == 0, grid, clean)
     target = _lookup(target_table, codes)
-    scene_table = _scene_light(target_table, ev, params, gains=True)
-    source = _lookup(_srgb_out(scene_table, params), codes)
-    shot, read = _column(params, "shot_noise"), _column(params, "read_noise")
-    noisy = ((ev < 0) & ((shot > 0) | (read > 0))).view(-1)
+    scene_table = capture(target_table, ev, camera)
+    source = _lookup(develop(scene_table, camera), codes)
+    noisy = camera.noisy(ev)
     if bool(noisy.any()):
         rows = noisy.nonzero().view(-1)
         scene = _lookup(scene_table[rows], codes[rows])
         z = _noise(scene.shape, seeds[rows], scene.device)
-        sigma = torch.sqrt(shot[rows] ** 2 * scene.clamp(min=0.0) + read[rows] ** 2)
-        source = source.index_put((rows,), _srgb_out(scene + sigma * z, params[rows]))
+        source = source.index_put((rows,), develop(scene, camera[rows], z))
     quality = params[:, P["jpeg_quality"]]
-    rows = ((quality > 0) & (ev.view(-1) != 0)).nonzero().view(-1)
+    rows = ((quality > 0) & (ev != 0)).nonzero().view(-1)
     if rows.numel():
-        source = source.index_put((rows,), _jpeg(source[rows], [int(q) for q in quality[rows].tolist()]))
-    return torch.where(ev == 0, target, source), target
+        source = source.index_put((rows,), jpeg_roundtrip(source[rows], quality[rows].tolist()))
+    return torch.where(ev.view(-1, 1, 1, 1) == 0, target, source), target
 
 
 def _jitter(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -221,7 +175,7 @@ def render_pairs(photos: torch.Tensor, params: torch.Tensor, seeds: torch.Tensor
     flip = _column(params, "flip") > 0
     if bool(flip.any()):
         codes = torch.where(flip, codes.flip(-1), codes)
-    source, target = _render(codes, params, seeds)
+    source, target = render_crops(codes, params, seeds)
     return normalize(_jitter(source, params)), normalize(target)
 
 
@@ -239,4 +193,6 @@ def finish_pairs(inputs: torch.Tensor, targets: torch.Tensor, params: torch.Tens
     return normalize(_jitter(x, params)), normalize(y)
 
 
-__all__ = ["P", "PARAMS", "camera_params", "draw_item", "finish_pairs", "render_pairs"]
+__all__ = [
+    "P", "PARAMS", "camera_of", "camera_params", "draw_item", "finish_pairs", "render_crops", "render_pairs",
+]

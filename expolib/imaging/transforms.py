@@ -20,6 +20,10 @@ import torchvision.transforms.v2.functional as TF
 
 MIN_SIDE = 16  # smaller photos are refused: there is nothing to learn from a few pixels
 
+#: Rec. 709 / sRGB luma weights of (R, G, B), applied to the encoded values: what the eye reads as
+#: brightness, closely enough for measuring and matching it (see :func:`luminance`).
+LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
+
 ImageLike = Union[torch.Tensor, np.ndarray]
 
 
@@ -60,6 +64,11 @@ def to_tensor01(image: ImageLike) -> torch.Tensor:
     return t.div_(scale) if scale is not None else t
 
 
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Luma ``(H, W)`` of an sRGB image ``(H, W, 3)`` in [0, 1] (:data:`LUMA_WEIGHTS`); any ``(..., 3)``."""
+    return image @ np.asarray(LUMA_WEIGHTS, dtype=image.dtype)
+
+
 def check_side(image: torch.Tensor, what: str = "image") -> None:
     """Refuse images with a side under :data:`MIN_SIDE` pixels."""
     h, w = image.shape[-2:]
@@ -67,16 +76,23 @@ def check_side(image: torch.Tensor, what: str = "image") -> None:
         raise ValueError(f"{what} is {w}x{h} pixels; photos need at least {MIN_SIDE} pixels on each side")
 
 
-def resize_long_side(image: torch.Tensor, max_side: Optional[int]) -> torch.Tensor:
-    """Shrink ``image`` (C, H, W) so its long side is at most ``max_side`` (antialiased); never enlarges."""
-    if max_side is None:
-        return image
-    h, w = image.shape[-2:]
-    if max(h, w) <= max_side:
-        return image
+def long_side_size(h: int, w: int, max_side: Optional[int]) -> tuple[int, int]:
+    """(height, width) of an ``h`` x ``w`` image shrunk so its long side is at most ``max_side``."""
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
     scale = max_side / max(h, w)
-    size = [max(1, round(h * scale)), max(1, round(w * scale))]
-    return TF.resize(image, size, antialias=True).clamp(0.0, 1.0)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize_long_side(image: torch.Tensor, max_side: Optional[int]) -> torch.Tensor:
+    """Shrink ``image`` (C, H, W), uint8 or float in [0, 1], so its long side is at most ``max_side``
+    (antialiased, :func:`long_side_size`); never enlarges."""
+    h, w = image.shape[-2:]
+    size = long_side_size(h, w, max_side)
+    if size == (h, w):
+        return image
+    out = TF.resize(image, list(size), antialias=True)
+    return out.clamp(0.0, 1.0) if out.is_floating_point() else out
 
 
 def cut(image: torch.Tensor, new_h: int, new_w: int, top: int, left: int, size: int) -> torch.Tensor:

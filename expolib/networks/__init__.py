@@ -1,2 +1,3 @@
-"""The networks: the U-Net generator, the PatchGAN discriminator, their layers, and a generator on
-disk."""
+"""The networks: the U-Net generator (``unet``), the PatchGAN discriminator (``patchgan``), the layers
+they share (``layers``), the factory that builds them (``factory``), and a generator on disk
+(``modelfile``)."""

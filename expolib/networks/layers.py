@@ -1,10 +1,14 @@
-"""A faster route through the transposed convolution on the CPU, for the U-Net's small inner maps.
+"""The pieces both networks are made of, and the tools that inspect them.
 
-:class:`GemmConvTranspose2d` is an ``nn.ConvTranspose2d`` with the same parameters and results that
-computes tiny maps as one matrix product and a ``fold``. The generator uses it when
-``UNetConfig.gemm_upsampling`` is set (the trainer sets it on the CPU, see
-:func:`expolib.training.pix2pix.device_defaults`); :func:`use_gemm_transposed_convolutions` converts the layers
-of any existing module.
+- :func:`norm_layer` (BatchNorm or InstanceNorm, :data:`NORMS`) and :func:`init_weights` (pix2pix's
+  N(0, 0.02) start) are shared by the U-Net and the PatchGAN; :func:`count_parameters` counts what
+  either of them learns.
+- :class:`GemmConvTranspose2d` is a faster route through the transposed convolution on the CPU, for
+  the U-Net's small inner maps: an ``nn.ConvTranspose2d`` with the same parameters and results that
+  computes tiny maps as one matrix product and a ``fold``. The generator uses it when
+  ``UNetConfig.gemm_upsampling`` is set (the trainer sets it on the CPU, see
+  :func:`expolib.config.decide_runtime`); :func:`use_gemm_transposed_convolutions` converts
+  the layers of any existing module.
 """
 
 from __future__ import annotations
@@ -14,6 +18,43 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+NORMS = ("batch", "instance")
+
+
+def check_norm(kind: str) -> None:
+    """Raise ``ValueError`` unless ``kind`` is one of :data:`NORMS`."""
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; use one of {NORMS}")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation after a convolution: BatchNorm (pix2pix's default) or InstanceNorm."""
+    check_norm(kind)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    # affine=True so that both norms carry a learnable scale and shift (and the convs before them can
+    # drop their bias the same way); pix2pix uses affine=False and keeps the bias instead.
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """pix2pix/DCGAN initialisation: conv weights ~ N(0, std), norm scales ~ N(1, std), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.affine:
+            nn.init.normal_(m.weight, mean=1.0, std=std)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of learnable values (weights, biases, norm scales and shifts) in ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
 
 
 class GemmConvTranspose2d(nn.ConvTranspose2d):
@@ -57,4 +98,5 @@ def use_gemm_transposed_convolutions(module: nn.Module) -> int:
     return count
 
 
-__all__ = ["GemmConvTranspose2d", "use_gemm_transposed_convolutions"]
+__all__ = ["NORMS", "GemmConvTranspose2d", "check_norm", "count_parameters", "init_weights", "norm_layer",
+           "use_gemm_transposed_convolutions"]

@@ -13,25 +13,25 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from expolib.networks.modelfile import GENERATOR_FORMAT  # best.pt: a generator checkpoint
 from expolib.training.config import TrainConfig
 
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_FORMAT = "expolib.train/1"
-GENERATOR_FORMAT = "expolib.generator/1"  # best.pt: the generator and its run's configuration only
-# settings that fix the networks' shapes: a checkpoint only resumes a run that agrees on them
-ARCHITECTURE_FIELDS = ("ngf", "ndf", "depth", "n_layers", "norm", "upsample", "residual")
+# the networks' configurations: a checkpoint only resumes a run that agrees on every field of them
+ARCHITECTURE_FIELDS = ("generator", "discriminator")
 # settings that fix which pairs a step sees: resuming with others would skip the wrong pairs
 DATA_FIELDS = ("batch_size", "image_size", "steps_per_epoch")
 
@@ -112,7 +112,8 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable expolib checkpoint: {detail}") from error
     if isinstance(state, dict) and state.get("format") == GENERATOR_FORMAT:
         raise CheckpointError(f"{path} holds only a generator (best.pt), not a run to resume: resume from "
-                              "the run's last.pt; export it with expolib.training.checkpoint.export_checkpoint")
+                              "the run's last.pt; export it with "
+                              "expolib.networks.modelfile.export_checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an expolib training checkpoint (format {CHECKPOINT_FORMAT!r})")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
@@ -121,65 +122,32 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     return state
 
 
-def generator_checkpoint(generator: nn.Module, config: TrainConfig, epoch: int, global_step: int,
-                         score: float) -> dict[str, Any]:
-    """What ``best.pt`` holds: the generator's weights, the run's configuration, where the run stood
-    and the score that made it the best (no optimiser state: a tenth of ``last.pt``)."""
-    return {"format": GENERATOR_FORMAT, "config": config.to_dict(), "generator": generator.state_dict(),
-            "epoch": epoch, "global_step": global_step, "score": score}
-
-
-def working_side(config: TrainConfig) -> Optional[int]:
-    """The side a photo's long edge is shrunk to for correction, from how the run cropped: crops of
-    photos whose short side was ``image_size x [1, crop_scale]`` (a 4:3 photo with its long side at
-    ``image_size x crop_scale`` has its short side inside that range); None without ``crop_scale``."""
-    return round(config.image_size * config.crop_scale) if config.crop_scale is not None else None
-
-
-def load_generator_checkpoint(path: PathLike) -> tuple[nn.Module, TrainConfig]:
-    """The generator (in eval mode) and the configuration of a run's ``best.pt`` or ``last.pt``."""
-    from expolib.networks.models import UNetGenerator
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a readable expolib checkpoint: "
-                              f"{(str(error) or type(error).__name__).splitlines()[0]}") from error
-    if not isinstance(state, dict) or state.get("format") not in (GENERATOR_FORMAT, CHECKPOINT_FORMAT):
-        raise CheckpointError(f"{path} is not an expolib checkpoint")
-    config = TrainConfig.from_dict(state["config"])
-    generator = UNetGenerator(config.generator_config())
-    try:
-        generator.load_state_dict(state["generator"])
-    except (RuntimeError, KeyError) as error:
-        raise CheckpointError(f"{path}: the generator's weights do not fit its configuration: "
-                              f"{error}") from error
-    return generator.eval(), config
-
-
-def export_checkpoint(path: PathLike, out: PathLike, half: bool = False) -> Path:
-    """Export the generator of a run's ``best.pt`` (or ``last.pt``) as a safetensors file that
-    :func:`expolib.networks.modelfile.load_generator` and ``python -m expolib correct --model`` load."""
-    from expolib.networks.modelfile import save_generator
-
-    generator, config = load_generator_checkpoint(path)
-    return save_generator(generator, out, half=half, working_side=working_side(config))
+def resume_path(resume: Union[bool, PathLike], last: Path) -> Optional[Path]:
+    """The checkpoint that ``fit(resume=...)`` continues from: ``True`` means the run's ``last`` when it
+    exists (None: a fresh start); a path means that file, or that run folder's ``last.pt``."""
+    path = last if resume is True else Path(resume)
+    path = path / last.name if path.is_dir() else path
+    return path if path.is_file() or resume is not True else None
 
 
 def check_resumable(state: dict[str, Any], config: TrainConfig, source: PathLike = "checkpoint") -> None:
     """Raise :class:`CheckpointError` when the checkpoint ``state`` was trained with other networks
-    (:data:`ARCHITECTURE_FIELDS`) or other data settings (:data:`DATA_FIELDS`) than ``config``."""
+    (any field of :data:`ARCHITECTURE_FIELDS`' configurations but how they compute) or other data
+    settings (:data:`DATA_FIELDS`) than ``config``."""
     saved = TrainConfig.from_dict(state["config"])
+    values = {name: (getattr(saved, name), getattr(config, name)) for name in DATA_FIELDS}
+    for part in ARCHITECTURE_FIELDS:
+        mine, theirs = getattr(config, part), getattr(saved, part)
+        values.update({f"{part}.{f.name}": (getattr(theirs, f.name), getattr(mine, f.name))
+                       for f in dataclasses.fields(mine) if f.name != "gemm_upsampling"})
 
-    def clashes(names: tuple[str, ...]) -> str:
-        return "; ".join(f"{name}: checkpoint {getattr(saved, name)!r}, this run {getattr(config, name)!r}"
-                         for name in names if getattr(saved, name) != getattr(config, name))
+    def clashes(names: Iterable[str]) -> str:
+        return "; ".join(f"{name}: checkpoint {values[name][0]!r}, this run {values[name][1]!r}"
+                         for name in names if values[name][0] != values[name][1])
 
-    if clashes(ARCHITECTURE_FIELDS):
-        raise CheckpointError(f"{source} was trained with other networks; " + clashes(ARCHITECTURE_FIELDS))
+    networks = [name for name in values if name not in DATA_FIELDS]
+    if clashes(networks):
+        raise CheckpointError(f"{source} was trained with other networks; " + clashes(networks))
     if clashes(DATA_FIELDS):
         raise CheckpointError(
             f"{source} was trained with other data settings; resuming would skip the wrong pairs "
@@ -349,10 +317,9 @@ class ResumableBatches:
 
 
 __all__ = [
-    "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "GENERATOR_FORMAT", "export_checkpoint",
-    "generator_checkpoint", "load_generator_checkpoint", "working_side", "CHECKPOINT_KEYS", "DATA_FIELDS",
+    "ARCHITECTURE_FIELDS", "CHECKPOINT_FORMAT", "GENERATOR_FORMAT", "CHECKPOINT_KEYS", "DATA_FIELDS",
     "TEMP_SUFFIX",
     "CheckpointError", "ItemKey", "ResumableBatches", "RunBatches", "SeededItems", "atomic_save",
-    "check_resumable",
+    "check_resumable", "resume_path",
     "load_checkpoint", "remove_stale_temporaries", "rng_state", "seed_worker", "set_rng_state",
 ]

@@ -1,36 +1,48 @@
 """Every setting of a training run in one dataclass, and the learning-rate schedule it describes.
 
-:class:`TrainConfig` holds the settings (defaults: pix2pix and the design report's full recipe);
-:meth:`TrainConfig.from_budget` takes sizes and counts from a budget. :func:`lr_factor` is the
-schedule: constant, then a linear decay to 0, as in pix2pix.
+:class:`TrainConfig` holds the settings (defaults: pix2pix and the design report's full recipe), the
+networks' shapes as their own configurations (:class:`UNetConfig`, :class:`PatchConfig`);
+:meth:`TrainConfig.from_budget` takes sizes and counts from a budget; :meth:`TrainConfig.runtime`
+decides how the run computes. :func:`with_network_settings` puts the command line's flat network
+options (``ngf``, ``norm``, ...) into the nested configurations. :func:`lr_factor` is the schedule:
+constant, then a linear decay to 0, as in pix2pix.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-from expolib.config import Budget, get_budget
-from expolib.networks.models import NORMS, UPSAMPLING, PatchConfig, UNetConfig
+from expolib.config import Budget, Runtime, decide_runtime, get_budget
+from expolib.networks.patchgan import PatchConfig
+from expolib.networks.unet import UNetConfig
 from expolib.training.losses import GAN_MODES, LAMBDA_L1
 
 LR_POLICIES = ("linear", "constant")
 RENDER_ON = ("device", "loader")  # where rendered sources render their pairs (expolib.imaging.render)
-CAMERAS = ("plain", "random")  # how rendered sources make inputs: one camera, or expolib.imaging.camera's family
+# how rendered sources make inputs: one camera, or expolib.imaging.camera's family
+CAMERAS = ("plain", "random")
+# the command line's network options, and the nested configurations each one sets (norm: both)
+NETWORK_SETTINGS = {"ngf": ("generator",), "ndf": ("discriminator",), "depth": ("generator",),
+                    "n_layers": ("discriminator",), "norm": ("generator", "discriminator"),
+                    "upsample": ("generator",), "residual": ("generator",)}
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a training run. The defaults are pix2pix's, with the design report's recipe
-    (256x256 crops, batch 64, 150 epochs); :meth:`from_budget` scales them to a budget.
+    (256x256 crops, batch 64, 150 epochs); :meth:`from_budget` scales them to a budget. The networks'
+    shapes are ``generator`` (:class:`UNetConfig`; its ``gemm_upsampling`` is the runtime's to decide)
+    and ``discriminator`` (:class:`PatchConfig`).
 
     ``lr_policy="linear"`` keeps the learning rate for ``epochs - decay_epochs`` epochs and then lowers
     it linearly towards 0 over the last ``decay_epochs`` (default: half of the epochs), as pix2pix does;
     ``"constant"`` never changes it. ``None`` for ``device``, ``amp``, ``channels_last`` or
     ``gemm_convolutions`` means "choose for the device": CUDA gets mixed precision (bf16 where
     supported, else fp16 with loss scaling) and channels-last tensors; the CPU gets bf16 autocast where
-    it computes bf16 natively, else plain fp32 (see :func:`expolib.training.pix2pix.autocast_dtype`), and
-    :class:`GemmConvTranspose2d` for small maps.
+    it computes bf16 natively, else plain fp32, and :class:`GemmConvTranspose2d` for small maps
+    (:meth:`runtime`, through :func:`expolib.config.decide_runtime`).
 
     Checkpoints and validation run on a schedule: ``last.pt`` at the end of the run, when it is stopped
     or fails, every ``checkpoint_every`` steps and whenever ``checkpoint_minutes`` have passed since the
@@ -49,14 +61,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     lambda_l1: float = LAMBDA_L1
     gan_mode: str = "vanilla"  # "vanilla" (BCE on logits, pix2pix) or "lsgan" (least squares)
-    ngf: int = 64
-    ndf: int = 64
-    depth: int = 8
-    n_layers: int = 3
-    norm: str = "batch"
-    upsample: str = "transpose"  # decoder blocks: "transpose" (pix2pix) or "bilinear" (no checkerboard)
-    residual: bool = False  # the generator predicts a change to its input (see UNetConfig)
-    camera: str = "plain"  # rendered sources: "plain" (the book's camera) or "random" (expolib.imaging.camera)
+    generator: UNetConfig = field(default_factory=UNetConfig)  # pix2pix's unet_256
+    discriminator: PatchConfig = field(default_factory=PatchConfig)  # pix2pix's 70x70 PatchGAN
+    camera: str = "plain"  # rendered sources: "plain" (the book's camera) or "random" (a camera family)
     crop_scale: Optional[float] = None  # crops from photos shrunk to short side size * U[1, crop_scale]
     lr_policy: str = "linear"  # "linear" (constant, then linear decay to 0) or "constant"
     decay_epochs: Optional[int] = None  # epochs of linear decay at the end; None: half of them
@@ -79,23 +86,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "image_size": self.image_size,
-                    "ngf": self.ngf, "ndf": self.ndf, "n_layers": self.n_layers}
+        if not (isinstance(self.generator, UNetConfig) and isinstance(self.discriminator, PatchConfig)):
+            raise TypeError("TrainConfig.generator must be a UNetConfig and .discriminator a PatchConfig")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "image_size": self.image_size}
         bad = [f"{name}={value}" for name, value in positive.items() if value < 1]
         if bad:
             raise ValueError(f"TrainConfig: these must be at least 1: {', '.join(bad)}")
-        if self.depth < 2:
-            raise ValueError(f"TrainConfig.depth must be at least 2, got {self.depth}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
         if self.gan_mode not in GAN_MODES:
             raise ValueError(f"TrainConfig.gan_mode {self.gan_mode!r} is not one of {GAN_MODES}")
         if self.lr_policy not in LR_POLICIES:
             raise ValueError(f"TrainConfig.lr_policy {self.lr_policy!r} is not one of {LR_POLICIES}")
-        if self.norm not in NORMS:
-            raise ValueError(f"TrainConfig.norm {self.norm!r} is not one of {NORMS}")
-        if self.upsample not in UPSAMPLING or self.camera not in CAMERAS:
-            raise ValueError(f"TrainConfig: upsample must be one of {UPSAMPLING} and camera one of {CAMERAS}")
+        if self.camera not in CAMERAS:
+            raise ValueError(f"TrainConfig.camera {self.camera!r} is not one of {CAMERAS}")
         if self.crop_scale is not None and self.crop_scale < 1.0:
             raise ValueError(f"TrainConfig.crop_scale must be at least 1 (or None), got {self.crop_scale}")
         if self.decay_epochs is not None and not 0 <= self.decay_epochs <= self.epochs:
@@ -118,34 +122,59 @@ class TrainConfig:
 
     @classmethod
     def from_budget(cls, budget: Optional[Budget] = None, **overrides: Any) -> TrainConfig:
-        """Sizes and counts from ``budget`` (default: :func:`expolib.config.get_budget`), then
-        ``overrides`` (any field)."""
+        """Sizes and counts from ``budget`` (default: :func:`expolib.config.get_budget`), the networks'
+        widths and depth included, then ``overrides`` (any field)."""
         budget = budget if budget is not None else get_budget()
         values: dict[str, Any] = {
             "epochs": budget.epochs, "batch_size": budget.batch_size, "image_size": budget.image_size,
-            "ngf": budget.ngf, "ndf": budget.ndf, "depth": budget.depth,
+            "generator": UNetConfig(ngf=budget.ngf, depth=budget.depth),
+            "discriminator": PatchConfig(ndf=budget.ndf),
             "steps_per_epoch": budget.steps_per_epoch, "num_workers": budget.num_workers,
         }
         values.update(overrides)
         return cls(**values)
 
-    def generator_config(self) -> UNetConfig:
-        return UNetConfig(ngf=self.ngf, depth=self.depth, norm=self.norm, upsample=self.upsample,
-                          residual=self.residual)
-
-    def discriminator_config(self) -> PatchConfig:
-        return PatchConfig(ndf=self.ndf, n_layers=self.n_layers, norm=self.norm)
+    def runtime(self) -> Runtime:
+        """How this run computes: :func:`expolib.config.decide_runtime` on ``device``, ``amp``,
+        ``channels_last``, ``gemm_convolutions`` and ``compile``. Decide it once per run and hand it on."""
+        return decide_runtime(self.device, self.amp, self.channels_last, self.gemm_convolutions, self.compile)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values only (the betas as a list), for JSON and checkpoints."""
+        """Plain values only (the betas as a list, the networks' configurations as dicts), for JSON and
+        checkpoints."""
         values = asdict(self)
         values["betas"] = list(self.betas)
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`; also reads the flat network fields (``ngf``, ``norm``, ...)
+        of older checkpoints. Unknown keys are ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        nets = {"generator": UNetConfig, "discriminator": PatchConfig}
+        kwargs = {k: v for k, v in values.items() if k in known and k not in nets}
+        for name, kind in nets.items():
+            given = values.get(name) or {}
+            names = {f.name for f in fields(kind)}
+            kwargs[name] = kind(**{k: v for k, v in given.items() if k in names})
+        config = cls(**kwargs)
+        flat = {k: v for k, v in values.items() if k in NETWORK_SETTINGS}
+        return with_network_settings(config, **flat) if flat else config
+
+
+def with_network_settings(config: TrainConfig, **settings: Any) -> TrainConfig:
+    """``config`` with flat network settings (the command line's ``ngf``, ``ndf``, ``depth``,
+    ``n_layers``, ``norm``, ``upsample``, ``residual``) put into its nested configurations; ``norm``
+    sets both networks'."""
+    unknown = sorted(set(settings) - set(NETWORK_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown network settings {unknown}; known: {sorted(NETWORK_SETTINGS)}")
+    changes: dict[str, Any] = {}
+    for part in ("generator", "discriminator"):
+        mine = {k: v for k, v in settings.items() if part in NETWORK_SETTINGS[k]}
+        if mine:
+            changes[part] = dataclasses.replace(getattr(config, part), **mine)
+    return dataclasses.replace(config, **changes)
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:
@@ -157,4 +186,5 @@ def lr_factor(config: TrainConfig, epoch: int) -> float:
     return 1.0 - max(0, epoch + 1 - (config.epochs - decay)) / float(decay + 1)
 
 
-__all__ = ["CAMERAS", "LR_POLICIES", "RENDER_ON", "TrainConfig", "lr_factor"]
+__all__ = ["CAMERAS", "LR_POLICIES", "NETWORK_SETTINGS", "RENDER_ON", "TrainConfig", "lr_factor",
+           "with_network_settings"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from expolib.config import Runtime
 
 
 @dataclass(frozen=True)
@@ -23,14 +25,15 @@ class Process:
         return self.rank == 0
 
 
-def init_distributed(device_hint: Optional[str]) -> Process:
+def init_distributed(runtime: Runtime) -> Process:
     """Join the process group that ``torchrun`` describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_*);
-    one process when WORLD_SIZE is unset or 1. NCCL between GPUs, Gloo between CPU processes."""
+    one process when WORLD_SIZE is unset or 1. NCCL between GPUs (each process on the runtime's
+    device, its own), Gloo between CPU processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Process()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and (device_hint is None or device_hint.startswith("cuda"))
+    use_cuda = runtime.device.type == "cuda"
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     if use_cuda and max(local_rank + 1, local_world) > torch.cuda.device_count():
         count = torch.cuda.device_count()
@@ -40,7 +43,7 @@ def init_distributed(device_hint: Optional[str]) -> Process:
         )
     if not dist.is_initialized():
         if use_cuda:
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(runtime.device)
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return Process(dist.get_rank(), dist.get_world_size(), local_rank)
 

@@ -7,23 +7,48 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
+
+import numpy as np
 
 PathLike = Union[str, os.PathLike]
-BATCH_KEYS = ("g_adv", "g_l1", "d_real", "d_fake")
+BATCH_FIELDS = ("epoch", "step", "lr")  # what a batch row holds besides the step's loss terms
 
 
 @dataclass
 class History:
     """What a run logged: one dict per batch and one per epoch (plain floats and ints).
 
-    Per batch: ``epoch``, ``step`` (global), ``lr``, ``g_adv``, ``g_l1``, ``d_real``, ``d_fake``.
-    Per epoch: ``epoch``, ``steps``, ``lr``, the means of the batch values, ``seconds``,
-    ``images_per_second``, and ``val_l1`` / ``val_psnr`` when there is a validation set (else NaN).
+    Per batch: ``epoch``, ``step`` (global), ``lr`` and every loss term the step returned, by name
+    (pix2pix's: ``g_adv``, ``g_l1``, ``d_real``, ``d_fake``). Per epoch: ``epoch``, ``steps``, ``lr``,
+    the means of the loss terms, ``seconds``, ``images_per_second``, and ``val_l1`` / ``val_psnr``
+    when there is a validation set (else NaN).
     """
 
     batches: list[dict[str, float]] = field(default_factory=list)
     epochs: list[dict[str, float]] = field(default_factory=list)
+
+    def terms(self) -> list[str]:
+        """The names of the loss terms the batch rows hold, in the step's order."""
+        return [key for key in (self.batches[0] if self.batches else {}) if key not in BATCH_FIELDS]
+
+    def term_means(self, epoch: int, last: Optional[int] = None) -> dict[str, float]:
+        """The mean of each loss term over the batch rows of ``epoch`` (only the ``last`` rows looked
+        at, when given); NaN for an epoch without rows."""
+        rows = self.batches[-last:] if last else self.batches
+        rows = [row for row in rows if row["epoch"] == epoch]
+        return {key: float(np.mean([row[key] for row in rows])) if rows else math.nan for key in self.terms()}
+
+    def add_epoch(self, epoch: int, lr: float, metrics: dict[str, float], seconds: float,
+                  images: int) -> dict[str, float]:
+        """Append and return the row of a finished ``epoch``: its steps and loss terms' means over its
+        batch rows (those before a resume included), ``metrics`` (validation), the seconds it took and
+        the ``images`` it trained on per second."""
+        steps = sum(row["epoch"] == epoch for row in self.batches)
+        row = {"epoch": epoch, "steps": steps, "lr": lr, **self.term_means(epoch), **metrics,
+               "seconds": seconds, "images_per_second": images / seconds if seconds > 0 else math.nan}
+        self.epochs.append(row)
+        return row
 
     def column(self, key: str, per: str = "batch") -> list[float]:
         """One value per batch (``per="batch"``) or per epoch (``per="epoch"``)."""
@@ -78,4 +103,4 @@ def _json_line(kind: str, row: dict[str, float]) -> str:
     return json.dumps({"kind": kind, **clean}) + "\n"
 
 
-__all__ = ["BATCH_KEYS", "History"]
+__all__ = ["BATCH_FIELDS", "History"]

@@ -7,13 +7,15 @@
 - :func:`generator_loss` is the adversarial term for the fake (asked to look real) plus
   ``lambda_l1`` times the mean absolute error to the target (lambda = 100 in pix2pix).
 
-Both return a named tuple whose first field is the scalar to call ``backward()`` on and whose other
-fields are the detached components, for logging.
+Both return a :class:`Loss`: the scalar to call ``backward()`` on, and its detached terms by name
+(``d_real``, ``d_fake``; ``g_adv``, ``g_l1``), which the training step returns and the trainer logs
+whatever they are. A new term is added here and in the step; :data:`TERM_LABELS` may name it for the
+epoch's report line.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,10 @@ from torch import nn
 
 GAN_MODES = ("vanilla", "lsgan")
 LAMBDA_L1 = 100.0  # pix2pix's weight of the L1 term
+# how the end of an epoch reports a term (label, format), in this order; a term not listed is reported
+# by its own name after these
+TERM_LABELS = {"g_l1": ("G L1", ".4f"), "g_adv": ("G adv", ".3f"), "d_real": ("D real", ".3f"),
+               "d_fake": ("D fake", ".3f")}
 
 
 class AdversarialLoss(nn.Module):
@@ -51,29 +57,23 @@ class AdversarialLoss(nn.Module):
         return F.mse_loss(logits, target)
 
 
-class DiscriminatorLoss(NamedTuple):
-    """``total = 0.5 * (real + fake)``; ``real`` and ``fake`` are detached, for logging."""
+@dataclass(frozen=True)
+class Loss:
+    """A network's loss: ``total`` to call ``backward()`` on, and its ``terms`` by name (detached), for
+    logging."""
 
     total: torch.Tensor
-    real: torch.Tensor
-    fake: torch.Tensor
-
-
-class GeneratorLoss(NamedTuple):
-    """``total = adversarial + lambda * l1``; ``adversarial`` and ``l1`` are detached, for logging."""
-
-    total: torch.Tensor
-    adversarial: torch.Tensor
-    l1: torch.Tensor
+    terms: dict[str, torch.Tensor]
 
 
 def discriminator_loss(
     real_logits: torch.Tensor, fake_logits: torch.Tensor, adversarial: AdversarialLoss
-) -> DiscriminatorLoss:
-    """D's loss: real pairs should score "real", fakes "fake"; the sum is halved as in pix2pix."""
+) -> Loss:
+    """D's loss: real pairs should score "real", fakes "fake"; the sum is halved as in pix2pix.
+    Terms: ``d_real`` and ``d_fake``."""
     real = adversarial(real_logits, True)
     fake = adversarial(fake_logits, False)
-    return DiscriminatorLoss(0.5 * (real + fake), real.detach(), fake.detach())
+    return Loss(0.5 * (real + fake), {"d_real": real.detach(), "d_fake": fake.detach()})
 
 
 def generator_loss(
@@ -82,8 +82,13 @@ def generator_loss(
     target: torch.Tensor,
     adversarial: AdversarialLoss,
     lambda_l1: float = LAMBDA_L1,
-) -> GeneratorLoss:
-    """G's loss: fool D (its fakes should score "real") and stay close to the target in L1."""
+) -> Loss:
+    """G's loss: fool D (its fakes should score "real") and stay close to the target in L1.
+    Terms: ``g_adv`` and ``g_l1``."""
     adv = adversarial(fake_logits, True)
     l1 = F.l1_loss(fake, target)
-    return GeneratorLoss(adv + lambda_l1 * l1, adv.detach(), l1.detach())
+    return Loss(adv + lambda_l1 * l1, {"g_adv": adv.detach(), "g_l1": l1.detach()})
+
+
+__all__ = ["GAN_MODES", "LAMBDA_L1", "TERM_LABELS", "AdversarialLoss", "Loss", "discriminator_loss",
+           "generator_loss"]

@@ -1,10 +1,12 @@
-"""One pix2pix training step and the precision policy it runs under.
+"""One pix2pix training step, and the pair of networks it trains.
 
-- :class:`Pix2Pix` owns the two networks, their Adam optimisers and :meth:`Pix2Pix.train_step`:
-  D on the detached fake, then G through the frozen D, with one G forward per step.
-- :func:`device_defaults` is the one rule for the device-dependent "auto" settings (mixed precision,
-  channels-last tensors, GEMM transposed convolutions), used by the trainer and by ``bench`` alike;
-  :func:`autocast_dtype` and :func:`native_bf16` are its precision half.
+- :class:`Pix2Pix` takes the two built networks, the run's settings and its
+  :class:`~expolib.config.Runtime`, and owns their Adam optimisers and :meth:`Pix2Pix.train_step`:
+  D on the detached fake, then G through the frozen D, with one G forward per step. The step returns
+  its loss terms by name.
+- :func:`build_pix2pix` builds the networks a :class:`TrainConfig` describes (through
+  :mod:`expolib.networks.factory`); :func:`prepare_pix2pix` is what a run does first: decide the
+  runtime, join ``torchrun``'s processes, seed, build.
 - :class:`TrainingDiverged` stops a step whose loss is NaN or infinite.
 """
 
@@ -12,17 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from collections.abc import Iterator
-from typing import NamedTuple, Optional, Union
+from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from expolib.config import pick_device
-from expolib.networks.models import PatchDiscriminator, UNetGenerator
+from expolib.config import Runtime, seed_everything
+from expolib.networks.factory import build_discriminator, build_generator
+from expolib.networks.modelfile import working_side_for
 from expolib.training.config import TrainConfig
+from expolib.training.distributed import Process, init_distributed
 from expolib.training.losses import AdversarialLoss, discriminator_loss, generator_loss
 
 
@@ -34,77 +37,10 @@ class TrainingDiverged(RuntimeError):
     changed; the generator's loss only exists after the discriminator's update (it is computed through
     the updated discriminator), so then the discriminator has already taken its step while the
     generator has not. The trainer's unchecked steps skip every poisoned update on the device and find
-    the bad loss up to :data:`expolib.training.trainer.LOG_EVERY` steps later: the weights then hold no update
-    from it, but the networks' normalisation statistics may. Either way, resume from ``last.pt``
+    the bad loss up to :data:`expolib.training.progress.LOG_EVERY` steps later: the weights then hold no
+    update from it, but the networks' normalisation statistics may. Either way, resume from ``last.pt``
     rather than using the in-memory networks after this error.
     """
-
-
-class StepLosses(NamedTuple):
-    """The four numbers a step logs (detached scalars): G's adversarial and L1 terms, D's real and fake."""
-
-    g_adv: torch.Tensor
-    g_l1: torch.Tensor
-    d_real: torch.Tensor
-    d_fake: torch.Tensor
-
-
-# ----------------------------------------------------------------------------------------------------
-# What "auto" means on each device
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively (a CPU without it emulates bf16, very slowly)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # the check is internal to PyTorch; be safe
-            return False
-    return False
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
-    """The dtype that autocast runs the forward passes in, or None for plain float32.
-
-    ``config.amp=None`` (auto) turns mixed precision on for CUDA, and for CPUs that compute bfloat16
-    natively (AVX512-BF16, AMX): standard-budget runs in bf16 ended within 0.2 dB of validation PSNR
-    of the same runs in float32 (measured with emulated bf16, which computes the same numbers
-    slowly). CUDA uses bfloat16 where the GPU supports it (same range as float32: no loss
-    scaling needed), else float16 (with a GradScaler). A CPU without native bf16 would emulate it,
-    several times slower than float32, so auto keeps float32 there; ``amp=True`` forces bf16 anyway.
-    """
-    auto = device.type == "cuda" or (device.type == "cpu" and native_bf16(device))
-    wanted = config.amp if config.amp is not None else auto
-    if not wanted:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if native_bf16(device) else torch.float16
-    if device.type == "cpu":
-        if not native_bf16(device):
-            warnings.warn("this CPU has no native bfloat16: amp=True will be slower than float32",
-                          stacklevel=3)
-        return torch.bfloat16
-    raise ValueError(f"mixed precision (amp=True) is supported on CUDA and CPU, not on {device.type}")
-
-
-class DeviceSettings(NamedTuple):
-    """How a step runs on one device, with every "auto" of the config decided."""
-
-    amp_dtype: Optional[torch.dtype]  # None: plain float32
-    channels_last: bool
-    gemm_upsampling: bool
-
-
-def device_defaults(config: TrainConfig, device: torch.device) -> DeviceSettings:
-    """Decide the config's "auto" (None) settings for ``device``: mixed precision as
-    :func:`autocast_dtype` says, channels-last tensors on CUDA, and GEMM transposed convolutions
-    (:class:`expolib.networks.layers.GemmConvTranspose2d`) on the CPU, where they are faster. Settings the
-    config gives are kept."""
-    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
-    gemm = config.gemm_convolutions if config.gemm_convolutions is not None else device.type == "cpu"
-    return DeviceSettings(autocast_dtype(config, device), channels_last, gemm)
 
 
 def _adam(params: Iterator[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Adam:
@@ -120,62 +56,60 @@ def _adam(params: Iterator[nn.Parameter], config: TrainConfig, device: torch.dev
 class Pix2Pix:
     """The generator and the discriminator, their optimisers, and one training step.
 
-    Builds the networks from ``config`` (seed the RNGs first for a repeatable initialisation), moves
-    them to ``device`` and, when ``distributed``, wraps them in DistributedDataParallel. No data, no
-    files: :class:`expolib.training.trainer.Trainer` adds those; ``python -m expolib bench`` times
-    :meth:`train_step` alone.
+    Takes the networks as built (see :func:`build_pix2pix`), moves them to the runtime's device and
+    memory format and, when ``process`` is one of several, wraps them in DistributedDataParallel.
+    ``config`` gives the optimisers' and the loss's settings (``lr``, ``betas``, ``gan_mode``,
+    ``lambda_l1``). No data, no files: :class:`expolib.training.trainer.Trainer` adds those;
+    ``python -m expolib bench`` times :meth:`train_step` alone.
     """
 
-    def __init__(self, config: TrainConfig, device: Union[str, torch.device, None] = None,
-                 distributed: bool = False) -> None:
-        self.config = config
-        self.device = torch.device(device) if device is not None else pick_device(config.device)
-        self.settings = device_defaults(config, self.device)
-        self.amp_dtype = self.settings.amp_dtype
-        fmt = torch.channels_last if self.settings.channels_last else torch.contiguous_format
-        self.memory_format = fmt
-
-        g_config = dataclasses.replace(config.generator_config(),
-                                       gemm_upsampling=self.settings.gemm_upsampling)
-        self.generator = UNetGenerator(g_config).to(self.device, memory_format=fmt)
-        self.discriminator = PatchDiscriminator(config.discriminator_config())
-        self.discriminator.to(self.device, memory_format=fmt)
-        self.opt_g = _adam(self.generator.parameters(), config, self.device)
-        self.opt_d = _adam(self.discriminator.parameters(), config, self.device)
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, config: TrainConfig, runtime: Runtime,
+                 process: Optional[Process] = None) -> None:
+        self.config, self.runtime = config, runtime
+        self.process = process if process is not None else Process()
+        fmt = runtime.memory_format
+        self.generator = generator.to(runtime.device, memory_format=fmt)
+        self.discriminator = discriminator.to(runtime.device, memory_format=fmt)
+        self.opt_g = _adam(self.generator.parameters(), config, runtime.device)
+        self.opt_d = _adam(self.discriminator.parameters(), config, runtime.device)
         self.adversarial = AdversarialLoss(config.gan_mode)
         # fp16 needs loss scaling (its small gradients underflow); bf16 and fp32 do not
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.grad_scaling)
 
         g: nn.Module = self.generator
         d: nn.Module = self.discriminator
-        if distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
+        self.distributed = self.process.world_size > 1
+        if self.distributed:
+            ids = [runtime.device.index] if runtime.device.type == "cuda" else None
             g = DistributedDataParallel(g, device_ids=ids)
             d = DistributedDataParallel(d, device_ids=ids)
         # In G's update D only passes gradients through to the fake: its own weights are frozen, so
         # the plain module is used there and DDP has no gradients of D to synchronise.
         d_for_g: nn.Module = self.discriminator
-        if config.compile:
+        if runtime.compile:
             g, d, d_for_g = torch.compile(g), torch.compile(d), torch.compile(d_for_g)
         self._g, self._d, self._d_for_g = g, d, d_for_g
         self._buffers = [*self.generator.buffers(), *self.discriminator.buffers()]
         self._fused = bool(self.opt_g.defaults.get("fused"))
-        self.distributed = distributed
         self.last_totals: Optional[torch.Tensor] = None  # (D's, G's) total loss of the last step
 
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed precision for the forward passes when enabled, else nothing."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        """Mixed precision for the forward passes when the runtime has it, else nothing."""
+        return self.runtime.autocast_context()
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """A batch on the device, in the networks' memory format."""
-        images = images.to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=self.memory_format)
+        return self.runtime.prepare(images)
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, check: bool = True) -> StepLosses:
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor,
+                   check: bool = True) -> dict[str, torch.Tensor]:
         """One pix2pix update of D, then of G, on a batch of pairs in [-1, 1]: (B, 3, H, W) each.
+        Returns the loss terms by name (detached scalars on the device): G's ``g_adv`` and ``g_l1``,
+        D's ``d_real`` and ``d_fake``.
 
         ``check=True``: a NaN or infinite loss raises :class:`TrainingDiverged` before the update it
         would poison, and the normalisation statistics that this step's forward passes changed are put
@@ -224,7 +158,7 @@ class Pix2Pix:
             self._step(g_loss.total, self.opt_g, "generator", skip=g_bad)
             self.scaler.update()
         self.last_totals = torch.stack([d_loss.total.detach(), g_loss.total.detach()])
-        return StepLosses(g_loss.adversarial, g_loss.l1, d_loss.real, d_loss.fake)
+        return {**g_loss.terms, **d_loss.terms}
 
     def _any_process(self, flag: torch.Tensor) -> torch.Tensor:
         """``flag`` (1 for "skip") raised in any process: DDP averages the gradients of all processes,
@@ -280,5 +214,25 @@ class Pix2Pix:
         return out.float()
 
 
-__all__ = ["DeviceSettings", "Pix2Pix", "StepLosses", "TrainingDiverged", "autocast_dtype",
-           "device_defaults", "native_bf16"]
+def build_pix2pix(config: TrainConfig, runtime: Runtime, process: Optional[Process] = None) -> Pix2Pix:
+    """The networks ``config`` describes, built by :mod:`expolib.networks.factory` (seed the RNGs first
+    for a repeatable initialisation), in a :class:`Pix2Pix`. The generator computes its transposed
+    convolutions as the runtime says and knows the side it will correct photos at."""
+    g_config = dataclasses.replace(config.generator, gemm_upsampling=runtime.gemm_convolutions)
+    generator = build_generator(g_config)
+    generator.working_side = working_side_for(config.image_size, config.crop_scale)
+    return Pix2Pix(generator, build_discriminator(config.discriminator), config, runtime, process)
+
+
+def prepare_pix2pix(config: TrainConfig, runtime: Optional[Runtime] = None) -> Pix2Pix:
+    """What a training run does first: decide the runtime (:meth:`TrainConfig.runtime`, unless
+    given), join ``torchrun``'s process group when there is one, seed this process
+    (``config.seed + rank``: each process its own random stream; DDP gives all of them rank 0's
+    initial weights) and build the networks (:func:`build_pix2pix`)."""
+    runtime = runtime if runtime is not None else config.runtime()
+    process = init_distributed(runtime)
+    seed_everything(config.seed + process.rank)
+    return build_pix2pix(config, runtime, process)
+
+
+__all__ = ["Pix2Pix", "TrainingDiverged", "build_pix2pix", "prepare_pix2pix"]

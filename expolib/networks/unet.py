@@ -1,51 +1,26 @@
-"""The two networks of pix2pix: a U-Net generator and a PatchGAN discriminator.
+"""The pix2pix generator: a U-Net of nested blocks, image in, image out.
 
-Both follow Isola et al. (2017) and their reference implementation's defaults (``unet_256`` and the
-``basic`` 70x70 PatchGAN), rebuilt here as small modules that read top to bottom:
-
-- :class:`UNetBlock` is one level of the U; nesting ``depth`` of them makes :class:`UNetGenerator`.
-- :class:`PatchDiscriminator` is a plain stack of strided convolutions ending in one logit per patch.
-- :func:`init_weights`, :func:`count_parameters` and :func:`receptive_field` are the tools the book
-  uses to inspect them; :mod:`expolib.networks.modelfile` keeps a trained generator in a safetensors file.
+Isola et al. (2017) and their reference implementation's ``unet_256``, rebuilt as small modules that
+read top to bottom: :class:`UNetConfig` is its shape, :class:`UNetBlock` one level of the U, and
+nesting ``depth`` of them makes :class:`UNetGenerator`. :func:`pad_to_multiple` and
+:func:`crop_center` let it take photos of any size. Build it through
+:func:`expolib.networks.factory.build_generator`, which is how the library picks its generator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Optional, Union
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from expolib.config import Budget
-from expolib.networks.layers import GemmConvTranspose2d
+from expolib.networks.layers import GemmConvTranspose2d, check_norm, init_weights, norm_layer
 
-NORMS = ("batch", "instance")
 UPSAMPLING = ("transpose", "bilinear")  # how a decoder block doubles the side
 # a residual generator maps x to tanh(atanh(x * RESIDUAL_SHRINK) + u): u = 0 returns x within 1e-3
 RESIDUAL_SHRINK = 1.0 - 1e-3
-
-
-def _norm_layer(kind: str, channels: int) -> nn.Module:
-    """The normalisation after a convolution: BatchNorm (pix2pix's default) or InstanceNorm."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        # affine=True so that both norms carry a learnable scale and shift (and the convs before them
-        # can drop their bias the same way); pix2pix uses affine=False and keeps the bias instead.
-        return nn.InstanceNorm2d(channels, affine=True)
-    raise ValueError(f"unknown norm {kind!r}; use one of {NORMS}")
-
-
-def _check_norm(kind: str) -> None:
-    if kind not in NORMS:
-        raise ValueError(f"unknown norm {kind!r}; use one of {NORMS}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Generator
 
 
 @dataclass
@@ -57,7 +32,7 @@ class UNetConfig:
     blocks just outside the innermost one use dropout. ``skip=False`` removes every skip connection
     (a plain encoder-decoder, for comparison in the book). ``gemm_upsampling=True`` builds the
     transposed convolutions as :class:`GemmConvTranspose2d`: the same parameters and results, faster on
-    the CPU; it changes how the network computes, not what it is, so ``save_generator`` does not
+    the CPU; it changes how the network computes, not what it is, so a saved generator does not
     store it.
 
     Two departures from pix2pix, off by default (measured in the book): ``upsample="bilinear"`` makes
@@ -76,7 +51,9 @@ class UNetConfig:
     n_dropout: int = 3
     skip: bool = True
     max_mult: int = 8
-    gemm_upsampling: bool = False  # transposed convs as GemmConvTranspose2d: faster on the CPU, same weights
+    # transposed convs as GemmConvTranspose2d: faster on the CPU, same weights; how the network computes,
+    # not what it is, so a saved generator leaves it out (field metadata "saved": False)
+    gemm_upsampling: bool = field(default=False, metadata={"saved": False})
     upsample: str = "transpose"  # "transpose" (pix2pix) or "bilinear" (upsample, then a 3x3 conv)
     residual: bool = False  # predict a change to the input (tanh(atanh(x) + u)) instead of the image
 
@@ -89,7 +66,7 @@ class UNetConfig:
             raise ValueError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.n_dropout < 0:
             raise ValueError(f"UNetConfig.n_dropout must be >= 0, got {self.n_dropout}")
-        _check_norm(self.norm)
+        check_norm(self.norm)
         if self.upsample not in UPSAMPLING:
             raise ValueError(f"UNetConfig.upsample must be one of {UPSAMPLING}, got {self.upsample!r}")
         if self.residual and self.in_channels != self.out_channels:
@@ -146,7 +123,7 @@ class UNetBlock(nn.Module):
         down: list[nn.Module] = [] if outermost else [nn.LeakyReLU(0.2)]
         down.append(nn.Conv2d(in_channels, inner, kernel_size=4, stride=2, padding=1, bias=not down_norm))
         if down_norm:
-            down.append(_norm_layer(norm, inner))
+            down.append(norm_layer(norm, inner))
         self.down = nn.Sequential(*down)
 
         self.inner = submodule
@@ -163,7 +140,7 @@ class UNetBlock(nn.Module):
             if not residual:  # a residual generator applies tanh after adding its input (UNetGenerator)
                 up.append(nn.Tanh())
         else:
-            up.append(_norm_layer(norm, outer))
+            up.append(norm_layer(norm, outer))
             if dropout > 0:
                 up.append(nn.Dropout(dropout))
         self.up = nn.Sequential(*up)
@@ -273,141 +250,5 @@ def crop_center(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x[..., top : top + height, left : left + width]
 
 
-# ----------------------------------------------------------------------------------------------------
-# Discriminator
-
-
-@dataclass
-class PatchConfig:
-    """Shape of the PatchGAN discriminator. The defaults are pix2pix's ``basic`` 70x70 PatchGAN.
-
-    ``in_channels`` counts one image; the discriminator sees the condition and the candidate stacked,
-    so its first convolution reads ``2 * in_channels``.
-    """
-
-    in_channels: int = 3
-    ndf: int = 64
-    n_layers: int = 3
-    norm: str = "batch"
-    max_mult: int = 8
-
-    def __post_init__(self) -> None:
-        if self.n_layers < 1:
-            raise ValueError(f"PatchConfig.n_layers must be at least 1, got {self.n_layers}")
-        if min(self.in_channels, self.ndf, self.max_mult) < 1:
-            raise ValueError("PatchConfig in_channels, ndf and max_mult must be positive")
-        _check_norm(self.norm)
-
-
-class PatchDiscriminator(nn.Module):
-    """Conditional PatchGAN: one raw logit (no sigmoid) per overlapping patch of the pair.
-
-    With ``n_layers = 3`` and ``ndf = 64`` on a 256x256 pair::
-
-        cat(condition, candidate)   (B, 6, 256, 256)
-        Conv 4x4/2, LeakyReLU       (B, 64, 128, 128)
-        Conv 4x4/2, Norm, LReLU     (B, 128, 64, 64)
-        Conv 4x4/2, Norm, LReLU     (B, 256, 32, 32)
-        Conv 4x4/1, Norm, LReLU     (B, 512, 31, 31)
-        Conv 4x4/1                  (B, 1, 30, 30)     each logit sees a 70x70 patch
-
-    Being fully convolutional it takes any size: a larger pair gives a larger map of patches.
-    """
-
-    def __init__(self, config: Optional[PatchConfig] = None) -> None:
-        super().__init__()
-        self.config = cfg = config if config is not None else PatchConfig()
-
-        def width(i: int) -> int:
-            return cfg.ndf * min(2**i, cfg.max_mult)
-
-        layers: list[nn.Module] = [
-            nn.Conv2d(2 * cfg.in_channels, width(0), kernel_size=4, stride=2, padding=1),
-            nn.LeakyReLU(0.2),
-        ]
-        for i in range(1, cfg.n_layers + 1):
-            stride = 2 if i < cfg.n_layers else 1  # the last of these keeps the side (minus one)
-            layers += [
-                nn.Conv2d(width(i - 1), width(i), kernel_size=4, stride=stride, padding=1, bias=False),
-                _norm_layer(cfg.norm, width(i)),
-                nn.LeakyReLU(0.2),
-            ]
-        layers.append(nn.Conv2d(width(cfg.n_layers), 1, kernel_size=4, stride=1, padding=1))
-        self.layers = nn.Sequential(*layers)
-        init_weights(self)
-
-    def forward(self, condition: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
-        if condition.shape != candidate.shape:
-            raise ValueError(
-                f"condition and candidate must have the same shape, got {tuple(condition.shape)} "
-                f"and {tuple(candidate.shape)}"
-            )
-        pair = torch.cat([condition, candidate], dim=1)  # (B, 2*C, H, W)
-        return self.layers(pair)  # (B, 1, h, w): one logit per patch
-
-
-# ----------------------------------------------------------------------------------------------------
-# Tools
-
-
-def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
-    """pix2pix/DCGAN initialisation: conv weights ~ N(0, std), norm scales ~ N(1, std), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, mean=0.0, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.affine:
-            nn.init.normal_(m.weight, mean=1.0, std=std)
-            nn.init.zeros_(m.bias)
-    return module
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of learnable values (weights, biases, norm scales and shifts) in ``module``."""
-    return sum(p.numel() for p in module.parameters())
-
-
-_WINDOWED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-
-
-def _pair(value: Union[int, tuple[int, ...]]) -> int:
-    """The vertical component of a PyTorch int-or-tuple argument; square windows are checked."""
-    if isinstance(value, tuple):
-        if len(set(value)) != 1:
-            raise ValueError(f"receptive_field handles square windows only, got {value}")
-        return int(value[0])
-    return int(value)
-
-
-def receptive_field(layers: Union[nn.Module, Iterable[nn.Module]]) -> int:
-    """Side, in input pixels, of the window that one output value of a stack of layers depends on.
-
-    ``layers`` is a module (its convolutions and pooling layers are taken in registration order, which
-    is the forward order for an ``nn.Sequential``) or a list of modules. Walking from the input, each
-    layer widens the field by ``(kernel - 1) * dilation`` steps of the current jump (the distance, in
-    input pixels, between neighbouring values of its input), and multiplies the jump by its stride.
-    Activations and norms act pixel by pixel and change nothing.
-    """
-    modules = [layers] if isinstance(layers, nn.Module) else list(layers)
-    field, jump = 1, 1
-    for module in modules:
-        for m in module.modules():
-            if not isinstance(m, _WINDOWED):
-                continue
-            kernel = _pair(m.kernel_size)
-            stride = _pair(m.stride if m.stride is not None else m.kernel_size)
-            dilation = _pair(getattr(m, "dilation", 1))
-            field += (kernel - 1) * dilation * jump
-            jump *= stride
-    return field
-
-
-def generator_from_budget(budget: Budget, **overrides: object) -> UNetGenerator:
-    """The generator a budget trains: ``ngf`` and ``depth`` from the budget, pix2pix for the rest."""
-    return UNetGenerator(UNetConfig(**{"ngf": budget.ngf, "depth": budget.depth, **overrides}))
-
-
-def discriminator_from_budget(budget: Budget, **overrides: object) -> PatchDiscriminator:
-    """The discriminator a budget trains: ``ndf`` from the budget, the 70x70 PatchGAN for the rest."""
-    return PatchDiscriminator(PatchConfig(**{"ndf": budget.ndf, **overrides}))
+__all__ = ["RESIDUAL_SHRINK", "UPSAMPLING", "UNetBlock", "UNetConfig", "UNetGenerator", "crop_center",
+           "pad_to_multiple"]

@@ -1,0 +1,105 @@
+"""Reading photo files for the sources: listing a folder's photos, reading a header or a file's bytes,
+and decoding a photo shrunk to a long side, with an optional cache of the shrunk copies on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from PIL import Image
+
+from expolib.imaging.imageio import ImageLoadError, PathLike, load_image
+from expolib.imaging.transforms import check_side, resize_long_side
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (by extension, any case), sorted by path; ``recursive``: sub-folders too.
+
+    Hidden files and folders (names starting with a dot, such as the ``._IMG.jpg`` files macOS leaves
+    on shared drives) are skipped.
+    """
+    folder = Path(folder)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in candidates
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def is_jpeg(path: Path) -> bool:
+    """Whether a file is a JPEG, by its extension."""
+    return path.suffix.lower() in (".jpg", ".jpeg")
+
+
+def file_bytes(path: Path) -> torch.Tensor:
+    """A file's bytes as a uint8 tensor (what ``decode_jpeg`` takes); a missing file names itself."""
+    try:
+        return torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+    except OSError as error:
+        raise ImageLoadError(f"{path}: cannot be read ({error.strerror or error})") from error
+
+
+def oriented_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file as it is shown (EXIF orientation applied), from its header;
+    an unreadable file is an :class:`expolib.imaging.imageio.ImageLoadError` naming it."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path}: not a readable image ({error})") from error
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _cache_name(path: Path, max_side: int) -> str:
+    """A file name for ``path`` shrunk to ``max_side`` that changes when the file does."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{max_side}"
+    return hashlib.sha1(key.encode()).hexdigest()[:20] + ".png"
+
+
+def _long_side(path: Path) -> int:
+    """The long side of an image file, from its header."""
+    with Image.open(path) as image:
+        return max(image.size)
+
+
+def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[PathLike] = None,
+                       ) -> torch.Tensor:
+    """A photo file as uint8 (3, H, W), its long side shrunk to at most ``max_side``.
+
+    A JPEG much larger than ``max_side`` is decoded at a reduced scale first (Pillow's draft mode).
+    With ``cache_dir``, the shrunk photo is also kept there (lossless PNG, named from the file's path,
+    size and time, so an edited photo is decoded again) the first time, and read from there after:
+    a one-time cost instead of decoding a large original at every epoch. Refused, naming the file,
+    when it is then under the minimum side.
+    """
+    path = Path(path)
+    cached = Path(cache_dir) / _cache_name(path, max_side) if cache_dir is not None and max_side else None
+    if cached is not None and cached.is_file():
+        try:
+            return torch.from_numpy(load_image(cached).copy()).permute(2, 0, 1).contiguous()
+        except ImageLoadError:
+            pass  # a damaged cache entry: decode the original again
+    array = load_image(path, draft_side=max_side)
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    resized = resize_long_side(image, max_side)
+    shrunk = f" (shrunk so its long side is {max_side} px)" if resized.shape != image.shape else ""
+    check_side(resized, f"{path}{shrunk}")
+    if cached is not None and _long_side(path) > max(resized.shape[-2:]):  # drafted or shrunk: keep it
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")  # workers may race: rename
+        Image.fromarray(resized.permute(1, 2, 0).numpy()).save(temporary, format="PNG", compress_level=1)
+        os.replace(temporary, cached)
+    return resized
+
+
+__all__ = ["IMAGE_EXTENSIONS", "file_bytes", "is_jpeg", "list_images", "load_resized_uint8", "oriented_size"]
