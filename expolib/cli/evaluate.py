@@ -9,6 +9,7 @@ from typing import Any
 
 from expolib.cli.errors import UsageError, guarded
 from expolib.cli.options import add_command, add_model_options
+from expolib.config import pick_device
 from expolib.evaluation.corrector import Corrector
 from expolib.evaluation.metrics import METRICS
 from expolib.evaluation.protocol import compare, evaluate_many
@@ -72,7 +73,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     datasets = _datasets(args, side)  # a missing or wrongly laid out folder stops here, before any work
     correctors: dict[str, Corrector] = {}
     if not args.no_model:
-        model = PhotoCorrector(load_model(args.weights, device=args.device or "cpu"), args.mode,
+        model = PhotoCorrector(load_model(args.weights, device=pick_device(args.device)), args.mode,
                                args.working_side)
         correctors[model.name] = model
         print(f"model: {model_source(args.weights)}, run as `correct --mode {args.mode}` runs it")
@@ -97,7 +98,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``python -m expolib evaluate``."""
     p = add_command(subparsers, "evaluate", SUMMARY, DESCRIPTION)
-    add_model_options(p, device_default=None)
+    add_model_options(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--msec", metavar="DIR", help="root of the MSEC dataset; its test split is used")
     source.add_argument("--pairs", nargs=2, metavar=("INPUT_DIR", "TARGET_DIR"),

@@ -57,7 +57,7 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
     return subparsers.add_parser(name, help=summary, description=description, formatter_class=_DefaultsHelp)
 
 
-def add_model_options(parser: argparse.ArgumentParser, device_default: Optional[str] = "cpu") -> None:
+def add_model_options(parser: argparse.ArgumentParser, device_default: Optional[str] = None) -> None:
     """The options of the commands that run a generator: which one, how, and where."""
     parser.add_argument("--weights", help="a generator saved with expolib.networks.modelfile.save_generator "
                         "(default: the shipped one)")
@@ -68,7 +68,9 @@ def add_model_options(parser: argparse.ArgumentParser, device_default: Optional[
                         "resolution) or direct (the whole photo through the network)")
     parser.add_argument("--working-side", type=int, default=None,
                         help="long side the network sees in guided mode (default: the model's own, else 512)")
-    parser.add_argument("--device", default=device_default, help="where the network runs (default cpu)")
+    parser.add_argument("--device", default=device_default,
+                        help="where the network runs: cuda, cuda:N, mps or cpu (default: the best available, "
+                        "as for train)")
 
 
 def auto_to_none(value: Any) -> Optional[Any]:

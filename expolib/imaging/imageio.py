@@ -8,6 +8,7 @@ float images. Files that are missing, empty, not images, corrupt, truncated or t
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from expolib.files import atomic_write
 from expolib.imaging.transforms import denormalize
 
 PathLike = Union[str, Path]
@@ -190,8 +192,13 @@ def save_image(image: Union[np.ndarray, torch.Tensor], path: PathLike, normalize
     array = to_uint8_image(image, normalized=normalized)
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
-    try:
-        Image.fromarray(array).save(path, **options)
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"{path}: cannot save an image with this extension ({err})") from err
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: cannot save an image with this extension ({path.suffix or 'none'})")
+    encoded = io.BytesIO()
+    Image.fromarray(array).save(encoded, format=image_format, **options)
+    # written by our own file object, not Pillow's: on a full disk Pillow can end with a file cut short
+    # and no error; this write raises, and atomic_write keeps the previous photo whole
+    with atomic_write(path, "photo") as tmp, open(tmp, "wb") as handle:
+        handle.write(encoded.getbuffer())
     return path

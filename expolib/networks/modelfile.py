@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from expolib.files import atomic_write
 from expolib.networks.factory import (
     DEFAULT_GENERATOR,
     GENERATORS,
@@ -96,7 +97,8 @@ def save_generator(model: nn.Module, path: PathLike, *, half: bool = False,
     side = working_side if working_side is not None else getattr(net, "working_side", None)
     if side is not None:
         metadata["working_side"] = str(int(side))
-    save_file(tensors, str(path), metadata=metadata)
+    with atomic_write(path, "generator file") as tmp:  # a full disk leaves the previous file whole
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import random
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -25,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from expolib import files
+from expolib.files import atomic_write
 from expolib.networks.modelfile import GENERATOR_FORMAT  # best.pt: a generator checkpoint
 from expolib.training.config import TrainConfig
 
@@ -44,38 +44,15 @@ class CheckpointError(RuntimeError):
 # The file
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename it over ``path``: a crash
-    mid-write leaves the previous file whole. A failed write (a full disk, say) is an ``OSError``
-    naming ``path``: PyTorch's zip writer reports it as a ``RuntimeError`` that hides the cause."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException as error:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(error, RuntimeError) and "write" in str(error).lower():
-            raise OSError(f"{path}: could not write the checkpoint (disk full?); the previous one is kept: "
-                          f"{error}") from error
-        if isinstance(error, OSError) and str(path) not in str(error):
-            raise OSError(error.errno, f"{path}: could not write the checkpoint ({error.strerror or error}); "
-                          "the previous one is kept") from error
-        raise
+    """torch.save through :func:`expolib.files.atomic_write`: a crash or a full disk mid-write leaves
+    the previous file whole and no partial file; a failed write is a :class:`expolib.files.WriteError`
+    naming ``path``."""
+    with atomic_write(path, "checkpoint") as tmp:
+        torch.save(obj, tmp)
 
 
-TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = files.TEMP_SUFFIX
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
@@ -83,10 +60,8 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     what was removed."""
     removed = []
     if folder.is_dir():
-        for tmp in folder.glob(f".*.pt.*{TEMP_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-                removed.append(tmp)
+        for checkpoint in {tmp.name.split(".")[1] for tmp in folder.glob(f".*.pt.*{TEMP_SUFFIX}")}:
+            removed += files.remove_temporaries(folder / f"{checkpoint}.pt")
     return removed
 
 
