@@ -365,7 +365,7 @@ def test_shipped_photos_are_split_by_scene_and_credited() -> None:
 
     records = shipped_photos()
     files = sorted(p.name for p in PHOTO_DIR.glob("*.jpg"))
-    assert files == sorted(r["file"] for r in records) and len(files) >= 10
+    assert files == sorted(r["file"] for r in records) and len(files) >= 23
     attribution = (PHOTO_DIR / "ATTRIBUTION.md").read_text(encoding="utf-8")
     for r in records:
         assert f"`{r['file']}`" in attribution and r["author"] in attribution and r["licence"] in attribution
@@ -374,7 +374,8 @@ def test_shipped_photos_are_split_by_scene_and_credited() -> None:
     train, val, test = splits["train"], splits["val"], splits["test"]
     assert not (train & val or train & test or val & test)
     tests = [r for r in records if r["split"] == "test"]
-    assert len(tests) >= 6 and len({r["tag"] for r in tests}) >= 4  # varied content
+    assert len(tests) >= 10 and len({r["tag"] for r in tests}) >= 8  # varied content
+    assert {"night", "dark", "high-key", "backlit", "sunset"} <= {r["tag"] for r in tests}
     photo = load_embedded_photo(tests[0]["scene"])
     assert photo.dtype == np.uint8 and max(photo.shape[:2]) == 1024
 

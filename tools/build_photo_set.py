@@ -2,10 +2,11 @@
 """Rebuild expolib's shipped real photographs (``expolib/photos/``) from three Debian packages.
 
 This is a maintainer script, not part of the library. The photos come from the Debian packages
-``lomiri-wallpapers-16.04``, ``lomiri-wallpapers-20.04`` and ``ukui-wallpapers``: the script
-unpacks the ``.deb`` files, takes the real photographs listed in :data:`PHOTOS` (the illustrations,
-renders, gradients and heavily processed images in :data:`EXCLUDED` are left out), checks each
-photo's author and licence against the package's ``copyright`` file, downsizes it and writes:
+``lomiri-wallpapers-16.04``, ``lomiri-wallpapers-20.04`` and ``plasma-workspace-wallpapers``: the
+script unpacks the ``.deb`` files, takes the real photographs that ``photo_selection.PHOTOS`` lists
+(the illustrations, renders, gradients and heavily processed images in ``photo_selection.EXCLUDED``
+are left out), checks each photo's author and licence against what the package says (the lomiri
+packages' ``copyright`` file, the plasma wallpaper's ``metadata.json``), downsizes it and writes:
 
 * ``<scene>.jpg``: the photo, EXIF orientation applied, RGB (sRGB), long side ``--long-side``
   pixels (Lanczos), JPEG at ``--quality`` with 4:4:4 chroma, no metadata;
@@ -25,132 +26,32 @@ Needs ``dpkg-deb`` (to unpack) and Pillow.
 from __future__ import annotations
 
 import argparse
+import configparser
 import hashlib
 import io
 import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
+from photo_selection import (
+    COPYRIGHT_LICENCES,
+    EXCLUDED,
+    IMAGE_ROOTS,
+    LICENCES,
+    METADATA_LICENCES,
+    PACKAGES,
+    PHOTOS,
+    SPLITS,
+    PhotoSpec,
+)
 from PIL import Image, ImageOps
 
-#: The Debian packages the photos come from.
-PACKAGES: tuple[str, ...] = ("lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "ukui-wallpapers")
-
-#: Where the images lie inside the unpacked packages.
-BACKGROUNDS = "usr/share/backgrounds"
-
-#: Licence names and the addresses of their texts, by the SPDX identifier the copyright files use.
-LICENCES: dict[str, tuple[str, str]] = {
-    "CC-BY-4.0": ("Creative Commons Attribution 4.0 International",
-                  "https://creativecommons.org/licenses/by/4.0/"),
-    "CC-BY-SA-4.0": ("Creative Commons Attribution-ShareAlike 4.0 International",
-                     "https://creativecommons.org/licenses/by-sa/4.0/"),
-    "CC-BY-SA-3.0": ("Creative Commons Attribution-ShareAlike 3.0 Unported",
-                     "https://creativecommons.org/licenses/by-sa/3.0/"),
-    "CC0-1.0": ("Creative Commons CC0 1.0 Universal (public domain dedication)",
-                "https://creativecommons.org/publicdomain/zero/1.0/"),
-}
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class PhotoSpec:
-    """One selected photograph: where it is in which package, and what we call and know of it."""
-
-    package: str
-    original: str  # file name under BACKGROUNDS
-    scene: str  # lowercase, underscores; every file of one scene shares it
-    content: str  # one line: what the photo shows
-    tag: str  # landscape, close-up, indoor, backlit, water, animal, ...
-    author: str  # as the package's copyright file names the author
-    licence: str  # SPDX identifier, as the package's copyright file gives it
-    split: str  # train, val or test (by scene)
-
-    @property
-    def file(self) -> str:
-        """The output file name."""
-        return f"{self.scene}.jpg"
-
-
-#: The kept photographs. Split by scene; the test scenes are chosen for variety (a landscape with
-#: snow and sky, a saturated close-up in hard light, a warm indoor room, the sun in the frame, a dark
-#: shaded stream, dark animals against a bright wall), not for being easy.
-PHOTOS: tuple[PhotoSpec, ...] = (
-    # --- test ---
-    PhotoSpec("lomiri-wallpapers-16.04", "picosdeeuropa_by_Aitzol_Berasategi.jpg", "picos_trail",
-              "A path over a mountain pasture towards rocky peaks with snow patches (Picos de Europa), "
-              "blue sky and a bright cloud", "landscape", "Aitzol Berasategi", "CC-BY-4.0", "test"),
-    PhotoSpec("lomiri-wallpapers-16.04", "Picture_0B_by_freespace.jpg", "fig_red_bowl",
-              "Half a fig in a red bowl on grey concrete, in hard sunlight with a deep shadow",
-              "close-up", 'Trevor "Freespace"', "CC-BY-4.0", "test"),
-    PhotoSpec("lomiri-wallpapers-16.04", "Wine_by_Jakkub_Mede.jpg", "wine_room",
-              "A room with a djembe on a beanbag, a loudspeaker and a wine bottle, glass and coffee "
-              "grinder on a pallet table, warm light", "indoor", "Jakub Mede", "CC-BY-4.0", "test"),
-    PhotoSpec("lomiri-wallpapers-16.04", "sunset_by_Aitzol_Berasategi.jpg", "summit_sunset",
-              "The low sun over mountain ridges, seen from a grassy summit with a stone summit marker",
-              "backlit", "Aitzol Berasategi", "CC-BY-4.0", "test"),
-    PhotoSpec("lomiri-wallpapers-16.04", "life_by_Aitzol_Berasategi.jpg", "forest_stream",
-              "A small stream cascading over limestone rocks in a shaded forest", "water",
-              "Aitzol Berasategi", "CC-BY-4.0", "test"),
-    PhotoSpec("lomiri-wallpapers-16.04", "friends_by_Aitzol_Berasategi.jpg", "dogs_door",
-              "Two spaniels looking out of the door of a white wooden cabin", "animal",
-              "Aitzol Berasategi", "CC-BY-4.0", "test"),
-    # --- validation ---
-    PhotoSpec("lomiri-wallpapers-16.04", "seeding_by_Clements_Engelhardt.jpg", "dandelions",
-              "Dandelion seed heads in a meadow, backlit by the low sun", "backlit",
-              "Clemens Engelhardt", "CC0-1.0", "val"),
-    PhotoSpec("lomiri-wallpapers-16.04", "greentock_by_Peter_Nerlich.jpg", "wall_clock",
-              "A white wall clock seen at an angle, lit from behind with a yellow-green glow",
-              "indoor", "Peter Nerlich", "CC-BY-SA-4.0", "val"),
-    PhotoSpec("lomiri-wallpapers-20.04", "Kleiber_by_Lukas_Baubkus.jpg", "nuthatch_trunk",
-              "A nuthatch on a tree trunk in front of a blurred bright background", "animal",
-              "Lukas Baubkus", "CC-BY-SA-3.0", "val"),
-    # --- train ---
-    PhotoSpec("lomiri-wallpapers-16.04", "Bridge_by_Sander_Klootwijk.jpg", "bridge_stays",
-              "Cable stays of a bridge against a blue sky with clouds, tidal flats of an estuary below",
-              "landscape", "Sander Klootwijk", "CC-BY-SA-4.0", "train"),
-    PhotoSpec("lomiri-wallpapers-16.04", "aitzgorri_by_Aitzol_Berasategi.jpg", "aitzgorri_autumn",
-              "Autumn larch forest and a green meadow below a limestone ridge (Aitzgorri)",
-              "landscape", "Aitzol Berasategi", "CC-BY-4.0", "train"),
-    PhotoSpec("lomiri-wallpapers-16.04", "Dragonfly_by_Bolly.jpg", "dragonfly_twig",
-              "A dragonfly on a bare twig in front of sunlit leaves and a blue sky", "close-up",
-              "Bolly", "CC-BY-SA-4.0", "train"),
-    PhotoSpec("lomiri-wallpapers-16.04", "Picture_1A_by_freespace.jpg", "paint_brushes",
-              "Worn paint brushes with blue, green, pink and yellow bristles", "close-up",
-              'Trevor "Freespace"', "CC-BY-4.0", "train"),
-    PhotoSpec("lomiri-wallpapers-16.04", "free_by_Peter_Nerlich.jpg", "bird_lamp",
-              "A carved wooden bird hanging under a ceiling lamp with glowing globes", "indoor",
-              "Peter Nerlich", "CC-BY-SA-4.0", "train"),
-)
-
-#: Every other image of the three packages, and why it is not a photograph we can use.
-EXCLUDED: dict[tuple[str, str], str] = {
-    ("lomiri-wallpapers-16.04", "analogpattern_by_Peter_Nerlich.jpg"):
-        "abstract texture under a green-to-purple colour overlay (heavily processed)",
-    ("lomiri-wallpapers-16.04", "umang_by_Abhishek_Mudgal.jpg"): "abstract colour gradient (render)",
-    ("lomiri-wallpapers-20.04", "Fossa_by_Jasper_Roks.jpg"): "abstract vector art",
-    ("lomiri-wallpapers-20.04", "Infinite-Sea_by_Aury88.jpg"):
-        "digital composite: Milky Way over a synthetic gradient and reflected sea",
-    ("lomiri-wallpapers-20.04", "Painting-Colors_by__herobrine7gamer.jpg"): "flat-colour illustration",
-    ("ukui-wallpapers", "2004default.jpg"): "3D render of a ribbon",
-    ("ukui-wallpapers", "calla.png"): "illustration",
-    ("ukui-wallpapers", "city.png"): "flat vector art",
-    ("ukui-wallpapers", "desert.png"): "flat vector art",
-    ("ukui-wallpapers", "firstgeneration.jpg"): "illustration (mascot)",
-    ("ukui-wallpapers", "fluent-color.png"): "abstract gradient",
-    ("ukui-wallpapers", "focal-ubuntukylin.png"): "graphic with a logo",
-    ("ukui-wallpapers", "goldfish.png"): "illustration",
-    ("ukui-wallpapers", "rhythm.jpg"): "3D render",
-    ("ukui-wallpapers", "rollpaper.png"): "flat vector art",
-    ("ukui-wallpapers", "string.jpg"): "3D render",
-    ("ukui-wallpapers", "the-mouse.jpg"): "illustration",
-}
-
+#: Where each package's sources are kept upstream.
+UPSTREAMS: tuple[str, ...] = ("https://gitlab.com/ubports/development/core/lomiri-wallpapers",
+                              "https://invent.kde.org/plasma/plasma-workspace-wallpapers")
 
 # ----------------------------------------------------------------------------------------------
 # Packages
@@ -191,12 +92,12 @@ def parse_copyright(text: str) -> dict[str, tuple[str, str]]:
     """Map each file name of a machine-readable Debian copyright file to (copyright, licence).
 
     Only the base names of the ``Files:`` patterns are kept (the source tree's folders are not the
-    installed ones); wildcard patterns are skipped.
+    installed ones); wildcard patterns are skipped, except ``*`` itself (the whole package).
     """
     entries: dict[str, tuple[str, str]] = {}
     for paragraph in text.split("\n\n"):
         fields: dict[str, list[str]] = {}
-        key: Optional[str] = None
+        key: str | None = None
         for line in paragraph.splitlines():
             if line[:1] in (" ", "\t"):
                 if key is not None:
@@ -209,9 +110,67 @@ def parse_copyright(text: str) -> dict[str, tuple[str, str]]:
         copyright_ = " ".join(fields.get("Copyright", []))
         licence = fields["License"][0] if fields["License"] else ""
         for pattern in " ".join(fields["Files"]).split():
-            if "*" not in pattern:
+            if pattern == "*" or "*" not in pattern:
                 entries[pattern.rsplit("/", 1)[-1]] = (copyright_, licence)
     return entries
+
+
+def read_metadata(folder: Path) -> tuple[list[str], str]:
+    """A plasma wallpaper's authors and licence statement, from metadata.json or metadata.desktop."""
+    if (folder / "metadata.json").is_file():
+        plugin = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))["KPlugin"]
+        return [a["Name"] for a in plugin.get("Authors", [])], str(plugin.get("License", ""))
+    if (folder / "metadata.desktop").is_file():
+        # The desktop-entry format is an INI file: the standard library reads it.
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep the keys' case
+        parser.read_string((folder / "metadata.desktop").read_text(encoding="utf-8"))
+        entry = parser["Desktop Entry"]
+        return [entry.get("X-KDE-PluginInfo-Author", "")], entry.get("X-KDE-PluginInfo-License", "")
+    raise SystemExit(f"{folder}: no metadata.json or metadata.desktop")
+
+
+def credit(spec: PhotoSpec, root: Path, copyrights: dict[str, tuple[str, str]]) -> str:
+    """Check the photo's author and licence against its package; return the copyright notice.
+
+    A lomiri photo is credited by its own paragraph of the copyright file. A plasma wallpaper is
+    credited by its metadata; the package's copyright file covers all files (``Files: *``) with
+    one statement, which the notice quotes too.
+    """
+    folder = root / IMAGE_ROOTS[spec.package] / spec.unit
+    if folder.is_dir():
+        authors, stated = read_metadata(folder)
+        licence = METADATA_LICENCES.get(stated, "")
+        known = spec.author in authors
+        package_copyright, package_licence = copyrights.get("*", ("", ""))
+        notice = (f"{', '.join(authors)} (the wallpaper's metadata; License: {stated}); the package's "
+                  f"copyright file, for all its files: Copyright: {package_copyright}; "
+                  f"License: {package_licence}")
+        if package_licence and package_licence not in COPYRIGHT_LICENCES:
+            raise SystemExit(f"{spec.package}: unknown licence {package_licence!r} in its copyright file")
+    else:
+        notice, stated = copyrights.get(spec.original, ("", ""))
+        licence, known = stated, spec.author.lower() in notice.lower()
+    if licence != spec.licence or not known:
+        raise SystemExit(f"{spec.original}: the package says {notice!r}, {stated!r}; "
+                         f"the selection says {spec.author!r}, {spec.licence!r}")
+    return notice
+
+
+def check_listing(package: str, root: Path) -> None:
+    """Warn about an image nobody looked at: every entry must be selected or excluded."""
+    selected = {s.unit: s for s in PHOTOS if s.package == package}
+    listed = set(selected) | {name for (pkg, name) in EXCLUDED if pkg == package}
+    for path in sorted((root / IMAGE_ROOTS[package]).iterdir()):
+        if path.name not in listed:
+            print(f"warning: {package}: {path.name} is neither selected nor excluded; "
+                  "look at it and add it to PHOTOS or EXCLUDED", file=sys.stderr)
+        elif path.is_dir() and path.name in selected:
+            chosen = (root / IMAGE_ROOTS[package] / selected[path.name].original).resolve()
+            others = {p.resolve() for p in path.glob("contents/images*/*") if p.is_file()} - {chosen}
+            for other in sorted(others):
+                print(f"warning: {package}: {other.relative_to(path.resolve())} is another image "
+                      f"of the selected {path.name}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,6 +215,8 @@ def check_selection() -> None:
     split_of: dict[str, str] = {}
     files: set[str] = set()
     for spec in PHOTOS:
+        if spec.package not in PACKAGES:
+            raise SystemExit(f"{spec.original}: unknown package {spec.package!r}")
         if spec.split not in SPLITS:
             raise SystemExit(f"{spec.original}: unknown split {spec.split!r}")
         if spec.licence not in LICENCES:
@@ -265,8 +226,13 @@ def check_selection() -> None:
         if spec.file in files:
             raise SystemExit(f"two photos would be written to {spec.file}")
         files.add(spec.file)
-        if (spec.package, spec.original) in EXCLUDED:
+        if (spec.package, spec.unit) in EXCLUDED:
             raise SystemExit(f"{spec.original} is both selected and excluded")
+
+
+def licence_text(spdx: str) -> str:
+    """A licence's name, identifier and address, for ATTRIBUTION.md."""
+    return f"{LICENCES[spdx][0]} (`{spdx}`, <{LICENCES[spdx][1]}>)"
 
 
 def attribution_markdown(records: list[dict[str, object]], versions: dict[str, str], long_side: int,
@@ -280,7 +246,7 @@ def attribution_markdown(records: list[dict[str, object]], versions: dict[str, s
         + ". They are rebuilt from the .deb files by the maintainer script `tools/build_photo_set.py`, "
         "which also writes `photos.json` (the same records with each photo's train / val / test split).",
         "",
-        "| File | Scene | Content | Author | Licence | Source package | Original file name |",
+        "| File | Scene | Content | Author | Licence | Source package | Original file |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -289,31 +255,53 @@ def attribution_markdown(records: list[dict[str, object]], versions: dict[str, s
             f"[{r['licence']}]({r['licence_url']}) | `{r['source_package']}` | `{r['original_file']}` |"
         )
     used = sorted({str(r["licence"]) for r in records})
+    share_alike = [k for k in used if k.startswith("CC-BY-SA")]
     lines += [
         "",
         "## Licences",
         "",
-        "Each photograph keeps the licence its author gave it, as stated in the source package's "
-        "`copyright` file (`/usr/share/doc/<package>/copyright`); expolib's own MIT licence does not "
-        "apply to these files. The licences used here are: "
-        + "; ".join(f"{LICENCES[k][0]} (`{k}`, <{LICENCES[k][1]}>)" for k in used)
-        + ". The photos under a ShareAlike licence (`CC-BY-SA-3.0`, `CC-BY-SA-4.0`) are distributed "
-        "here under that same licence, and the `CC0-1.0` photo is in the public domain; its author "
-        "is named all the same. The copyright notices exactly as the packages give them (author and "
-        "year) are in `photos.json`, field `copyright`.",
+        "Each photograph keeps the licence its author gave it, as the source package states it; "
+        "expolib's own MIT licence does not apply to these files. The licences used here are: "
+        + "; ".join(licence_text(k) for k in used) + ".",
+        "",
+        "For the photos of the lomiri packages, author, year and licence are those of the photo's own "
+        "paragraph in the package's `copyright` file (`/usr/share/doc/<package>/copyright`). "
+        + (f"The photos under a ShareAlike licence ({', '.join(f'`{k}`' for k in share_alike)}) "
+           "are distributed here under that same licence. " if share_alike else "")
+        + ("The `CC0-1.0` photo is in the public domain; its author is named all the same. "
+           if "CC0-1.0" in used else "")
+        + "The copyright notices exactly as the packages give them are in `photos.json`, field "
+        "`copyright`.",
+        "",
+        "For the photos of `plasma-workspace-wallpapers`, author and licence are those the "
+        "wallpaper's own `metadata.json` gives (`KPlugin`, `Authors` and `License`; the licence is "
+        "\"LGPLv3\" for every photo shipped here, read as `LGPL-3.0-only` since no later version is "
+        "named). These photos are distributed here under that licence; the LGPL v3 adds permissions "
+        "to the GNU General Public License v3.0 (<https://www.gnu.org/licenses/gpl-3.0.html>), whose "
+        "terms it refers to. The package's `copyright` file states one licence for all its files "
+        "instead (`Files: *`, `Copyright: 2014 KDE Visual Design Group http://vdesign.kde.org/`, "
+        f"`License: GPL-2+`, that is {licence_text('GPL-2.0-or-later')}); both statements are quoted "
+        "in `photos.json`, field `copyright`. The unmodified originals (their path in the package and "
+        "their SHA-256 are in `photos.json`) and the script that derives these copies from them are "
+        "the source of these files.",
         "",
         f"Changes made: every photo was downsized so that its longer side is {long_side} pixels "
         f"(Lanczos resampling), its EXIF orientation was applied, it was converted to 8-bit sRGB and "
         f"re-encoded as JPEG (quality {quality}, no metadata kept). Nothing else was edited: no "
         "cropping, colour or exposure change. The originals are in the packages named above "
-        "(upstream: <https://gitlab.com/ubports/development/core/lomiri-wallpapers> and "
-        "<https://github.com/ukui/ukui-wallpapers>).",
+        "(upstream: " + " and ".join(f"<{u}>" for u in UPSTREAMS) + ").",
+        "",
+        "## Splits",
+        "",
+        "The photos are split by scene into training, validation and test photos (`split` in "
+        "`photos.json`). The test photos were chosen for the variety of their content and light "
+        "(" + ", ".join(sorted({str(r["tag"]) for r in records if r["split"] == "test"})) + "), by "
+        "looking at them, not by how a model does on them; no setting and no checkpoint is chosen on "
+        "them, which is what the validation photos are for.",
         "",
         "Not included: the illustrations, renders, gradients and heavily processed images of these "
-        "packages, which are not photographs (all "
-        + f"{sum(1 for (package, _name) in EXCLUDED if package == 'ukui-wallpapers')} images of "
-        "`ukui-wallpapers` are such artwork, so none of its images is shipped); the list and the "
-        "reasons are in the script.",
+        f"packages, which are not real photographs ({len(EXCLUDED)} images or wallpapers); the list "
+        "and the reasons are in `tools/photo_selection.py`.",
         "",
     ]
     return "\n".join(lines)
@@ -327,30 +315,19 @@ def build(deb_dir: Path, out_dir: Path, long_side: int, quality: int, max_total_
     records: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="expolib-photos-") as tmp:
         roots: dict[str, Path] = {}
-        credits: dict[str, dict[str, tuple[str, str]]] = {}
+        copyrights: dict[str, dict[str, tuple[str, str]]] = {}
         for package in PACKAGES:
             root = Path(tmp) / package
             extract_deb(find_deb(deb_dir, package), root)
             roots[package] = root
-            credits[package] = parse_copyright(
+            copyrights[package] = parse_copyright(
                 (root / "usr/share/doc" / package / "copyright").read_text(encoding="utf-8"))
-            # Every image must be either selected or excluded, so that a new one is looked at.
-            listed = {s.original for s in PHOTOS if s.package == package}
-            listed |= {name for (pkg, name) in EXCLUDED if pkg == package}
-            for path in sorted((root / BACKGROUNDS).iterdir()):
-                if path.is_file() and path.name not in listed:
-                    print(f"warning: {package}: {path.name} is neither selected nor excluded; "
-                          "look at it and add it to PHOTOS or EXCLUDED", file=sys.stderr)
+            check_listing(package, root)
         for spec in PHOTOS:
-            source = roots[spec.package] / BACKGROUNDS / spec.original
+            source = roots[spec.package] / IMAGE_ROOTS[spec.package] / spec.original
             if not source.is_file():
-                raise SystemExit(f"{spec.package}: {BACKGROUNDS}/{spec.original} is missing")
-            copyright_, licence = credits[spec.package].get(spec.original, ("", ""))
-            if licence != spec.licence or spec.author.lower() not in copyright_.lower():
-                raise SystemExit(
-                    f"{spec.original}: the copyright file says {copyright_!r}, {licence!r}; "
-                    f"the script says {spec.author!r}, {spec.licence!r}"
-                )
+                raise SystemExit(f"{spec.package}: {IMAGE_ROOTS[spec.package]}/{spec.original} is missing")
+            notice = credit(spec, roots[spec.package], copyrights[spec.package])
             with Image.open(source) as image:
                 original_size = image.size
                 photo = downsize(to_srgb(image), long_side)
@@ -362,13 +339,13 @@ def build(deb_dir: Path, out_dir: Path, long_side: int, quality: int, max_total_
                 "file": spec.file,
                 **record,
                 "licence_url": LICENCES[spec.licence][1],
-                "copyright": copyright_,
+                "copyright": notice,
                 "source_package": spec.package,
                 "package_version": versions[spec.package],
                 "original_file": spec.original,
-                "original_path": f"{BACKGROUNDS}/{spec.original}",
+                "original_path": f"{IMAGE_ROOTS[spec.package]}/{spec.original}",
                 "original_size": list(original_size),
-                "original_sha256": sha256(source),
+                "original_sha256": sha256(source.resolve()),
                 "size": list(photo.size),
             })
             print(f"{spec.file}: {original_size[0]}x{original_size[1]} -> {photo.size[0]}x{photo.size[1]}, "
@@ -388,7 +365,7 @@ def build(deb_dir: Path, out_dir: Path, long_side: int, quality: int, max_total_
     return total
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     repo = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -406,7 +383,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     args = parse_args(argv)
     if args.download:
