@@ -172,10 +172,22 @@ def correct(
     guided filter, in low-resolution pixels and squared [0, 1] units), applied in bands of ``tile_rows``
     rows; a photo already within ``working_side`` still goes through the fitted colour model.
     ``mode="direct"``: the whole photo through the network at full resolution.
+
+    A model with a ``global_stage`` (:class:`expolib.networks.two_stage.TwoStageGenerator`) first
+    estimates the photo's exposure error on the whole photo: a photo estimated to be well exposed is
+    returned unchanged, bit for bit; any other has its error undone at full resolution, and the U-Net
+    then corrects it in the mode asked for.
     """
     _check_photo(photo)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    global_stage = getattr(model, "global_stage", None)
+    if global_stage is not None:  # a two-stage corrector: the exposure undone on the whole photo first
+        photo, _, moved = global_stage(photo)
+        if not moved:
+            return photo.copy()  # estimated well exposed: returned as it came, bit for bit
+        working_side = working_side or getattr(model, "working_side", None)
+        model = model.unet  # then the U-Net, for what is local
     if mode == "direct":
         return _to_uint8(run_network(model, to_tensor01(photo).unsqueeze(0)))
     if working_side is None:  # the side the model was trained to see whole scenes at, else 512

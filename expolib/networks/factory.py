@@ -25,6 +25,7 @@ from torch import nn
 
 from expolib.config import Budget
 from expolib.networks.patchgan import PatchConfig, PatchDiscriminator
+from expolib.networks.two_stage import TwoStageConfig, TwoStageGenerator
 from expolib.networks.unet import UNetConfig, UNetGenerator
 
 
@@ -39,6 +40,8 @@ class Architecture:
 
 GENERATORS: dict[str, Architecture] = {
     "unet": Architecture("unet", UNetConfig, UNetGenerator),  # pix2pix's U-Net (unet_256 by default)
+    # a global stage that undoes the exposure error (or leaves the photo alone), then a residual U-Net
+    "two_stage": Architecture("two_stage", TwoStageConfig, TwoStageGenerator),
 }
 DISCRIMINATORS: dict[str, Architecture] = {
     "patchgan": Architecture("patchgan", PatchConfig, PatchDiscriminator),  # the 70x70 PatchGAN
