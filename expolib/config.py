@@ -140,6 +140,49 @@ class Runtime:
         images = images.to(self.device, non_blocking=True)
         return images.contiguous(memory_format=self.memory_format)
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the forward passes, in words: ``"float32"``, ``"bfloat16 autocast"`` or
+        ``"float16 autocast with loss scaling"``."""
+        if self.autocast is None:
+            return "float32"
+        name = str(self.autocast).removeprefix("torch.")
+        return f"{name} autocast" + (" with loss scaling" if self.grad_scaling else "")
+
+    def describe(self) -> str:
+        """One line for a reader: the precision and the device, then what else is switched on."""
+        switches = (("channels-last", self.channels_last), ("compiled", self.compile),
+                    ("transposed convolutions as matrix products", self.gemm_convolutions))
+        extras = [name for name, on in switches if on]
+        return f"{self.precision} on {self.device}" + (f" ({', '.join(extras)})" if extras else "")
+
+
+def compile_problem(device: torch.device) -> Optional[str]:
+    """Why ``torch.compile`` cannot work on ``device`` here, or None when nothing stands in its way:
+    TorchDynamo must support this Python, and TorchInductor needs Triton for a GPU and a C++ compiler
+    for the CPU. Without this check a missing compiler surfaces as a long traceback at the first
+    training step. The checks are PyTorch's own (internal) ones; where they cannot be reached, None."""
+    try:
+        import torch._dynamo
+
+        if not torch._dynamo.is_dynamo_supported():
+            return "torch.compile does not support this Python"
+        if device.type == "cuda":
+            from torch.utils._triton import has_triton
+
+            if not has_triton():
+                return "TorchInductor needs Triton for a GPU and it is missing (pip install triton)"
+        elif device.type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            try:
+                get_cpp_compiler()
+            except RuntimeError as error:  # torch._inductor.exc.InvalidCxxCompiler
+                return f"TorchInductor needs a C++ compiler for the CPU ({error}; install g++ or set CXX)"
+    except (ImportError, AttributeError):  # internal to PyTorch and moved: let torch.compile try
+        return None
+    return None
+
 
 def _run_device(prefer: Optional[str]) -> torch.device:
     """:func:`pick_device`, except that each process of a ``torchrun`` job takes its own GPU
@@ -165,6 +208,8 @@ def decide_runtime(device: Optional[str] = None, amp: Optional[bool] = None,
     - ``channels_last``: auto is on for CUDA, whose convolution kernels want that memory order.
     - ``gemm_convolutions``: auto is on for the CPU, where
       :class:`expolib.networks.layers.GemmConvTranspose2d` is faster.
+    - ``compile``: off unless asked for; asked for where it cannot work (:func:`compile_problem`),
+      it warns and the networks run uncompiled, which computes the same step.
     """
     where = _run_device(device)
     auto_amp = where.type == "cuda" or (where.type == "cpu" and native_bf16(where))
@@ -183,8 +228,16 @@ def decide_runtime(device: Optional[str] = None, amp: Optional[bool] = None,
         device=where, autocast=dtype, grad_scaling=dtype == torch.float16,
         channels_last=channels_last if channels_last is not None else where.type == "cuda",
         gemm_convolutions=gemm_convolutions if gemm_convolutions is not None else where.type == "cpu",
-        compile=bool(compile),
+        compile=bool(compile) and _compiles(where),
     )
+
+
+def _compiles(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can work on ``device``; a warning says why not."""
+    problem = compile_problem(device)
+    if problem is not None:
+        warnings.warn(f"compile=True: {problem}; the networks run uncompiled", stacklevel=3)
+    return problem is None
 
 
 def seed_everything(seed: int) -> None:

@@ -7,14 +7,19 @@ from skimage import data
 
 from expolib.evaluation.baselines import (
     BASELINES,
+    BOUNDS,
     CLAHE,
+    AutoLevels,
+    CurveFittedToTruth,
     GlobalGamma,
     Identity,
     ReportAveragingKernel,
     make_baseline,
 )
-from expolib.imaging.exposure import render_exposure
-from expolib.imaging.transforms import denormalize, luminance, normalize
+from expolib.evaluation.metrics import psnr
+from expolib.evaluation.protocol import compare, evaluate
+from expolib.imaging.exposure import linear_to_srgb, render_exposure, srgb_to_linear
+from expolib.imaging.transforms import LUMA_WEIGHTS, denormalize, luminance, normalize
 
 
 def _batch(ev: float, side: int = 64) -> torch.Tensor:
@@ -105,3 +110,76 @@ def test_report_averaging_kernel_handles_an_image_one_pixel_high_or_wide(shape: 
     h, w = shape
     expected = np.mean([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=0)
     np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-6)
+
+
+def _as_batch(photo: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) in [0, 1] -> a normalised batch of one."""
+    return normalize(torch.from_numpy(photo.astype(np.float32)).permute(2, 0, 1)).unsqueeze(0)
+
+
+def _as_photo(x: torch.Tensor) -> np.ndarray:
+    return denormalize(x[0]).permute(1, 2, 0).double().numpy()
+
+
+def test_auto_levels_makes_the_995th_luminance_percentile_white() -> None:
+    # grey pixels whose linear light runs evenly from 0 to 0.5: the 99.5th percentile is 0.4975
+    light = np.linspace(0.0, 0.5, 1000).reshape(20, 50)
+    photo = np.repeat(linear_to_srgb(light)[..., None], 3, axis=-1)
+    assert AutoLevels().white_point(photo) == pytest.approx(0.4975, abs=1e-6)
+    out = srgb_to_linear(_as_photo(AutoLevels()(_as_batch(photo))))
+    np.testing.assert_allclose(out[..., 1], np.minimum(light / 0.4975, 1.0), atol=2e-4)
+    assert (out[..., 1] >= 1.0 - 1e-6).sum() == 5  # the brightest 0.5% of the pixels become white
+
+
+def test_auto_levels_measures_luminance_with_the_luma_weights_in_linear_light() -> None:
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(0.0, 0.6, (16, 16, 3))
+    linear = srgb_to_linear(photo)
+    expected = np.percentile(linear @ np.asarray(LUMA_WEIGHTS), 99.5)
+    assert AutoLevels().white_point(photo) == pytest.approx(expected)
+    out = srgb_to_linear(_as_photo(AutoLevels()(_as_batch(photo))))
+    np.testing.assert_allclose(out, np.clip(linear / expected, 0.0, 1.0), atol=2e-4)  # one gain for all
+    black = np.zeros((4, 4, 3))
+    assert np.array_equal(AutoLevels().correct_photo(black), black)
+
+
+def test_auto_levels_brightens_an_under_exposed_photo() -> None:
+    x = _batch(-1.5)
+    assert _mean_luma(make_baseline("autolevels")(x)) > _mean_luma(x) + 0.1
+    assert make_baseline("autolevels").name == "auto levels"
+
+
+def test_the_bound_is_not_a_baseline_and_sees_the_target() -> None:
+    assert "curve" in BOUNDS and all(not isinstance(f(), CurveFittedToTruth) for f in BASELINES.values())
+    assert "bound" in CurveFittedToTruth().name
+
+
+def test_the_bound_is_exact_where_the_target_is_a_monotone_map_of_each_channel() -> None:
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (24, 32, 3))
+    codes[0, :3] = [[0, 0, 0], [255, 255, 255], [128, 7, 250]]
+    photo = codes / 255.0
+    grid = np.arange(256) / 255.0
+    curves = [np.round(255 * grid**0.5) / 255, np.round(255 * (1 - (1 - grid) ** 2)) / 255,
+              np.minimum(1.0, np.round(255 * 1.6 * grid) / 255)]  # one non-decreasing curve per channel
+    truth = np.stack([curves[c][codes[..., c]] for c in range(3)], axis=-1)
+    fitted = CurveFittedToTruth()(_as_batch(photo)[0], _as_batch(truth)[0])
+    np.testing.assert_allclose(denormalize(fitted).permute(1, 2, 0).numpy(), truth, atol=1e-6)
+    # a target that no curve of the input reaches (the colours swapped) is not reached
+    swapped = CurveFittedToTruth().fit_photo(photo, truth[..., ::-1])
+    assert np.abs(swapped - truth[..., ::-1]).mean() > 0.05
+
+
+@pytest.mark.parametrize("ev", [-1.5, 1.5])
+def test_the_bound_beats_doing_nothing_and_every_baseline(ev: float) -> None:
+    truth = _batch(0.0)[0]
+    item = {"input": _batch(ev)[0], "target": truth, "ev": ev, "scene": "chelsea"}
+    bound = evaluate(CurveFittedToTruth(), [item], metrics=("psnr",), progress=False)
+    assert bound.sees_target
+    for name in BASELINES:
+        baseline = evaluate(make_baseline(name), [item], metrics=("psnr",), progress=False)
+        assert not baseline.sees_target
+        assert bound.mean("psnr") > baseline.mean("psnr") + 5.0, name
+    assert psnr(denormalize(CurveFittedToTruth()(item["input"], truth)), denormalize(truth)) > 35.0
+    rows = compare({"bound": bound, "identity": evaluate(Identity(), [item], progress=False)}).rows
+    assert [row[0] for row in rows] == ["identity", "bound"]  # a bound is listed after the methods

@@ -7,13 +7,22 @@ from skimage import data as skdata
 
 from expolib.imaging.camera import (
     DEFAULT_FAMILY,
+    FILM_CAMERA,
     HELD_OUT_CAMERA,
     PLAIN_CAMERA,
     Camera,
     CameraFamily,
     jpeg_roundtrip,
 )
-from expolib.imaging.exposure import misexpose, render_exposure, tone_curve
+from expolib.imaging.exposure import (
+    RESPONSES,
+    CameraParams,
+    film_curve,
+    inverse_film_curve,
+    misexpose,
+    render_exposure,
+    tone_curve,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +42,7 @@ def test_tone_curve_defaults_unchanged() -> None:
     assert not torch.allclose(tone_curve(y, 0.3, 2.5), tone_curve(y))
 
 
-@pytest.mark.parametrize("camera", [HELD_OUT_CAMERA, Camera(knee=0.35, white=2.8, gamma=1.2)])
+@pytest.mark.parametrize("camera", [HELD_OUT_CAMERA, FILM_CAMERA, Camera(knee=0.35, white=2.8, gamma=1.2)])
 def test_response_round_trip(camera: Camera) -> None:
     display = torch.linspace(0, 1, 101)
     torch.testing.assert_close(camera.to_display(camera.to_scene(display)), display, atol=1e-5, rtol=0)
@@ -91,8 +100,9 @@ def test_a_camera_gives_the_chain_its_numbers(photo: torch.Tensor) -> None:
     camera = Camera(knee=0.4, white=2.5, gamma=1.1, wb=(1.05, 1.0, 0.95), shot_noise=0.02, read_noise=0.003)
     params = camera.params(2)
     assert params.knee.tolist() == pytest.approx([0.4, 0.4]) and params.wb.shape == (2, 3)
-    assert params.gamma.tolist() == pytest.approx([1.1, 1.1]) and not params.reinhard.any()
-    assert HELD_OUT_CAMERA.params().reinhard.all()
+    assert params.gamma.tolist() == pytest.approx([1.1, 1.1]) and params.response.tolist() == [0, 0]
+    assert HELD_OUT_CAMERA.params().response.tolist() == [RESPONSES.index("reinhard")]
+    assert FILM_CAMERA.params().response.tolist() == [RESPONSES.index("film")]
     ev = torch.tensor([-1.0, 1.0])
     assert params.noisy(ev).tolist() == [True, False] and not params.clean().noisy(ev).any()
     clean = camera.clean()
@@ -104,7 +114,7 @@ def test_a_camera_gives_the_chain_its_numbers(photo: torch.Tensor) -> None:
 
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="response"):
-        Camera(response="film")
+        Camera(response="polaroid")
     with pytest.raises(ValueError, match="knee"):
         Camera(knee=1.2)
     with pytest.raises(ValueError, match="jpeg_quality"):
@@ -123,3 +133,54 @@ def test_ev_margin_and_target_exposure(photo: torch.Tensor) -> None:
     assert max(means) - min(means) > 0.03  # the ground truth itself is re-exposed
     with pytest.raises(ValueError, match="ev_range"):
         CameraFamily(ev_range=(-0.5, 0.5), min_abs_ev=0.75)
+
+
+def test_the_film_response_is_a_monotone_s_curve_with_an_exact_inverse() -> None:
+    scene = np.linspace(0.0, 4.0, 2001)
+    display = film_curve(scene, 4.0, 1.6)
+    assert display[0] == 0.0 and display[-1] == pytest.approx(1.0) and np.all(np.diff(display) > 0)
+    np.testing.assert_allclose(inverse_film_curve(display, 4.0, 1.6), scene, atol=1e-9)
+    assert film_curve(np.array(9.0), 4.0, 1.6) == 1.0  # clipped beyond white
+    slope = np.diff(display) / np.diff(scene)
+    assert slope[0] < slope[200] > slope[-1]  # a toe and a shoulder: steepest in between
+    t = torch.linspace(0, 4, 50, dtype=torch.float64)
+    torch.testing.assert_close(film_curve(t, 4.0, 1.6), torch.from_numpy(film_curve(t.numpy(), 4.0, 1.6)))
+
+
+def test_the_film_camera_leaves_ev0_alone_and_brightens_with_ev(photo: torch.Tensor) -> None:
+    assert torch.equal(FILM_CAMERA.render(photo, 0.0), photo)
+    through_the_chain = misexpose(photo[None], torch.zeros(1), FILM_CAMERA.params())[0]
+    assert float((through_the_chain - photo).abs().max()) < 1e-5  # the chain itself at EV 0
+    ramp = torch.linspace(0, 1, 256).view(1, 1, 256).expand(3, 1, 256).contiguous()
+    renders = [FILM_CAMERA.render(ramp, ev) for ev in (-1.5, -1.0, 0.0, 1.0, 1.5)]
+    for image in renders:
+        assert bool((image.diff(dim=-1) >= 0).all())  # a brighter pixel stays brighter
+    for darker, brighter in zip(renders, renders[1:]):
+        assert bool((darker <= brighter + 1e-6).all()) and float((brighter - darker).mean()) > 0.03
+
+
+def test_the_film_response_is_outside_the_family_and_the_held_out_camera(photo: torch.Tensor) -> None:
+    # In the shadows a shoulder camera after a power gamma scales display light by 2**(ev * gamma);
+    # the family's gammas reach 1.25, so 1.5 stops under leave at least 2**-1.875 of a dark pixel.
+    # The film's toe leaves less, and the held-out Reinhard curve (slope 1 at black) leaves more.
+    dark = torch.full((3, 1, 1), 0.003)  # display linear light
+    darkest = 2.0 ** (-1.5 * DEFAULT_FAMILY.gamma[1])
+    film = FILM_CAMERA.to_display(FILM_CAMERA.to_scene(dark) * 2**-1.5) / dark
+    held = HELD_OUT_CAMERA.to_display(HELD_OUT_CAMERA.to_scene(dark) * 2**-1.5) / dark
+    assert float(film.max()) < 0.8 * darkest < float(held.min())
+    responses = {DEFAULT_FAMILY.sample(torch.Generator().manual_seed(k)).response for k in range(50)}
+    assert FILM_CAMERA.response not in responses | {HELD_OUT_CAMERA.response}
+    assert float((FILM_CAMERA.render(photo, -1.5) - HELD_OUT_CAMERA.render(photo, -1.5)).abs().mean()) > 0.01
+
+
+def test_a_batch_of_three_responses_equals_its_images_one_by_one(photo: torch.Tensor) -> None:
+    cameras = [PLAIN_CAMERA, FILM_CAMERA, HELD_OUT_CAMERA, Camera(response="film", white=3.0, gamma=1.3)]
+    params = [c.params() for c in cameras]
+    batch = CameraParams.uniform(4)
+    batch = CameraParams(**{name: torch.cat([getattr(p, name) for p in params]) for name in vars(batch)})
+    assert batch.response.tolist() == [RESPONSES.index(c.response) for c in cameras]
+    images = torch.stack([photo, photo.flip(-1), photo.flip(-2), photo * 0.8])
+    ev = torch.tensor([-1.5, 1.0, -1.0, 1.5])
+    together = misexpose(images, ev, batch)
+    for i in range(4):
+        assert torch.equal(together[i:i + 1], misexpose(images[i:i + 1], ev[i:i + 1], params[i])), cameras[i]

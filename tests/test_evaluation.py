@@ -12,7 +12,7 @@ from expolib.data.photos import embedded_photos
 from expolib.evaluation.baselines import Identity
 from expolib.evaluation.corrector import run_corrector
 from expolib.evaluation.metrics import METRICS
-from expolib.evaluation.protocol import EvaluationTable, compare, evaluate
+from expolib.evaluation.protocol import GOOD_PSNR, EvaluationTable, compare, ev0_table, evaluate
 
 EVS = (-1.0, 0.0, 1.0)
 
@@ -42,10 +42,14 @@ def test_identity_table_structure_counts_and_values() -> None:
     assert table.mean("psnr", -1.0) == pytest.approx(20.0, abs=1e-4)
     assert table.mean("delta_e00", 1.0) > 0
     markdown = table.to_markdown()
-    assert markdown.count("\n") == 1 + 1 + 1 + 4  # title, blank, header, rule, 4 rows (3 EVs, EV ≠ 0)
+    # title, blank, header, rule, 4 rows (3 EVs, EV ≠ 0), a blank line and EV 0 on its own
+    assert markdown.count("\n") == 1 + 1 + 1 + 4 + 2
     assert "| +1.0 |" in markdown and "inf" in markdown
+    assert markdown.endswith("EV 0 (do no harm): 2 of 2 photos returned above 30 dB; median inf dB, "
+                             "worst inf dB.")
     assert table.mean("psnr", "misexposed") == pytest.approx(20.0, abs=1e-4)
     assert table._repr_html_().startswith("<table>") and table._repr_html_().count("<tr>") == 5
+    assert "2 of 2 photos" in table._repr_html_()
     best, worst = table.ranked("psnr")[0], table.ranked("psnr")[-1]
     assert best["ev"] == 0.0 and worst["ev"] != 0.0
 
@@ -75,6 +79,52 @@ def test_plain_functions_are_correctors_too_and_shape_changes_are_refused() -> N
         run_corrector(lambda x: x[..., :-1], torch.zeros(3, 8, 8))
 
 
+def _ev0_dataset() -> list[dict]:
+    """Four scenes; at EV 0 the input is off by 0 (inf dB), 0.01, 0.05 and 0.1 in [0, 1] (40, 26.02
+    and 20 dB); at EV -1 all are off by 0.1 (20 dB)."""
+    items = []
+    g = torch.Generator().manual_seed(1)
+    for scene, offset in zip("abcd", (0.0, 0.02, 0.1, 0.2)):  # offsets in [-1, 1]: half that in [0, 1]
+        target = torch.rand(3, 16, 16, generator=g) * 1.2 - 0.6
+        items.append({"input": target + offset, "target": target, "ev": 0.0, "scene": scene})
+        items.append({"input": target - 0.2, "target": target, "ev": -1.0, "scene": scene})
+    return items
+
+
+def test_ev0_is_summarised_on_its_own_and_never_averaged_with_the_other_levels() -> None:
+    table = evaluate(Identity(), _ev0_dataset(), progress=False)
+    summary = table.ev0()
+    assert summary is not None and summary["count"] == 4
+    assert math.isinf(summary["psnr"])  # the photo returned unchanged counts as it is: infinite
+    assert summary["median_psnr"] == pytest.approx((40.0 + 26.0206) / 2, abs=1e-3)
+    assert summary["worst_psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert summary["above"] == 2 and summary["share_above"] == pytest.approx(0.5) and GOOD_PSNR == 30.0
+    assert table.ev0(threshold=25.0)["above"] == 3 and table.ev0(threshold=50.0)["above"] == 1
+    assert summary["delta_e00"] == pytest.approx(table.mean("delta_e00", 0.0)) and "ssim" in summary
+    assert table.mean("psnr", "misexposed") == pytest.approx(20.0, abs=1e-3)  # EV 0 stays out of it
+    finite = evaluate(Identity(), [i for i in _ev0_dataset() if i["scene"] != "a"], progress=False).ev0()
+    assert finite["psnr"] == pytest.approx((40.0 + 26.0206 + 20.0) / 3, abs=1e-3)
+    assert finite["median_psnr"] == pytest.approx(26.0206, abs=1e-3) and finite["share_above"] == 1 / 3
+    assert "2 of 4 photos returned above 30 dB; median 33.01 dB, worst 20.00 dB" in table.to_markdown()
+    without_ev0 = evaluate(Identity(), [i for i in _ev0_dataset() if i["ev"] != 0], progress=False)
+    assert without_ev0.ev0() is None and "EV 0" not in without_ev0.to_markdown()
+
+
+def test_ev0_table_has_a_row_per_corrector_with_the_share_above_30_db() -> None:
+    data = _ev0_dataset()
+    tables = {"identity": evaluate(Identity(), data, progress=False),
+              "grey": evaluate(lambda x: torch.zeros_like(x), data, progress=False)}
+    table = ev0_table(tables)
+    assert table.header[:5] == ["method", "photos", "PSNR mean", "median", "worst"]
+    assert "> 30 dB" in table.header
+    assert [row[0] for row in table.rows] == ["identity", "grey"]
+    assert table.rows[0][5] == "2/4 (50%)" and table.rows[0][4] == pytest.approx(20.0, abs=1e-3)
+    assert table.rows[1][5] == "0/4 (0%)"
+    assert "| identity | 4 | inf | 33.01 | 20.00 | 2/4 (50%) |" in table.to_markdown()
+    unknown = [{**item, "ev": float("nan")} for item in data]
+    assert ev0_table({"identity": evaluate(Identity(), unknown, progress=False)}).rows == []
+
+
 def test_compare_puts_correctors_side_by_side() -> None:
     data = _tiny_dataset()
     tables = {"identity": evaluate(Identity(), data, progress=False),
@@ -98,11 +148,39 @@ def test_cli_evaluates_baselines_on_the_embedded_test_photos(capsys: pytest.Capt
     out = capsys.readouterr().out
     assert status == 0
     items = len(embedded_photos("test")) * 5  # every test photo at five EVs
-    assert out.count(f"{items} items") == 2  # the book's camera and the held-out one
-    assert "held out from training" in out
+    assert out.count(f"{items} items") == 3  # the book's camera, the held-out one and the film response
+    assert "held out from training" in out and "film-like" in out
     assert "| identity |" in out and "| report3x3 |" in out and "PSNR" in out and "ΔE00" in out
     assert "checkerboard" in out and "| all |" not in out
     assert _cli(["evaluate", "--no-model", "--baselines", "nonsense", "--quiet"]) == 2
+
+
+def test_cli_prints_ev0_on_its_own_auto_levels_and_the_bound_last(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["evaluate", "--no-model", "--baselines", "identity,autolevels", "--side", "32", "--quiet",
+            "--camera", "film"]
+    assert _cli(argv) == 0
+    out = capsys.readouterr().out
+    photos = len(embedded_photos("test"))
+    assert out.count(" items") == 1 and "film-like" in out
+    ev0, rest = out.split("**PSNR (dB) ↑**")
+    assert "EV 0: well-exposed photos" in ev0 and "| method | photos | PSNR mean | median | worst |" in ev0
+    assert f"| identity | {photos} | inf | inf | inf | {photos}/{photos} (100%) | 0.00 |" in ev0
+    bound = "| bound: a curve per channel fitted to the truth |"
+    sections = [part for part in (ev0, *rest.split("**")) if "|" in part]
+    assert len(sections) == 5  # the EV 0 table and one table per metric
+    for section in sections:
+        lines = [line for line in section.splitlines() if line.startswith("| ")]
+        assert lines[-1].startswith(bound), section  # the bound is the last row of every table
+        assert any(line.startswith("| autolevels |") for line in lines)
+    assert "not a method to beat" in out
+    assert _cli([*argv, "--no-bound"]) == 0
+    assert "bound" not in capsys.readouterr().out
+    for camera in ("plain", "both"):
+        assert _cli(["evaluate", "--no-model", "--baselines", "identity", "--side", "32", "--quiet",
+                     "--no-bound", "--camera", camera]) == 0
+        assert capsys.readouterr().out.count(" items") == {"plain": 1, "both": 2}[camera]
 
 
 def test_cli_runs_the_model_as_correct_does_with_per_scene_tables(
@@ -193,23 +271,26 @@ def test_shipped_model_beats_every_baseline_at_every_misexposed_level(
 
 
 @pytest.mark.slow
-def test_shipped_model_leaves_a_well_exposed_photo_mostly_alone(
+def test_shipped_model_returns_most_well_exposed_test_photos_unchanged(
     shipped_on_the_test_split: dict[str, dict[str, EvaluationTable]],
 ) -> None:
-    tables = shipped_on_the_test_split["plain"]
-    model, gamma = tables["model"], tables["gamma"]
-    # Not the 30 dB the project aims for (see the model card), but far from the 17 dB of the model
-    # it replaced, and better than the best global correction applied to a good photo.
-    assert model.mean("psnr", 0.0) > 22.0
-    assert model.mean("psnr", 0.0) > gamma.mean("psnr", 0.0) + 1.0
-    assert model.mean("ssim", 0.0) > 0.9
+    """Do no harm: the global stage leaves a photo it estimates to be well exposed alone, bit for bit.
+    Not yet every photo (the model card lists the dark and high-key scenes it still moves)."""
+    import math
+
+    ev0 = shipped_on_the_test_split["plain"]["model"].ev0()
+    assert ev0["above"] >= ev0["count"] / 2  # at least half of the held-out photos above 30 dB
+    assert math.isinf(ev0["median_psnr"])  # ... returned unchanged: the median photo is not touched at all
+    assert ev0["ssim"] > shipped_on_the_test_split["plain"]["gamma"].ev0()["ssim"]
 
 
-def test_the_shipped_generator_is_the_generalizing_recipe() -> None:
+def test_the_shipped_generator_is_the_two_stage_recipe() -> None:
     from expolib.networks.modelfile import PRETRAINED_PATH, load_pretrained
+    from expolib.networks.two_stage import TwoStageGenerator
 
     model = load_pretrained()
-    assert model.config.residual and model.working_side == 192
+    assert isinstance(model, TwoStageGenerator)
+    assert model.config.unet.residual and model.working_side == 192 and model.config.threshold == 0.5
     assert PRETRAINED_PATH.stat().st_size < 10 * 2**20
 
 

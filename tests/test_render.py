@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import default_collate
 
 from expolib.data.rendered import EmbeddedPairs
-from expolib.imaging.camera import DEFAULT_FAMILY, HELD_OUT_CAMERA, Camera
+from expolib.imaging.camera import DEFAULT_FAMILY, FILM_CAMERA, HELD_OUT_CAMERA, Camera
 from expolib.imaging.exposure import render_exposure
 from expolib.imaging.render import P, draw_item, render_pairs
 from expolib.imaging.transforms import denormalize
@@ -33,7 +33,8 @@ def _both_ways(source: EmbeddedPairs, keys: list[Any]) -> tuple[torch.Tensor, ..
             x, y, batch["params"])
 
 
-@pytest.mark.parametrize("camera", [None, DEFAULT_FAMILY, HELD_OUT_CAMERA], ids=["plain", "family", "held-out"])
+@pytest.mark.parametrize("camera", [None, DEFAULT_FAMILY, HELD_OUT_CAMERA, FILM_CAMERA],
+                         ids=["plain", "family", "held-out", "film"])
 def test_a_batch_rendered_on_the_device_equals_the_items_rendered_one_by_one(camera: Any) -> None:
     source = EmbeddedPairs("train", size=48, camera=camera, scale=(1.0, 1.5), crops_per_photo=2)
     keys = [(1, 0, i) for i in range(0, len(source), max(1, len(source) // 12))][:12]
@@ -64,7 +65,8 @@ def test_camera_render_and_the_training_path_are_one_chain() -> None:
     image = photo.float() / 255
     noisy = Camera(knee=0.35, white=1.8, gamma=0.9, wb=(0.97, 1.0, 1.04), shot_noise=0.02, read_noise=0.003)
     cases = [(Camera(knee=0.4, white=2.5, gamma=1.1, wb=(1.05, 1.0, 0.95)), -1.3), (noisy, -1.7),
-             (HELD_OUT_CAMERA, 1.2), (HELD_OUT_CAMERA, -1.0), (Camera(gamma=1.2), 1.5), (Camera(), 0.0)]
+             (HELD_OUT_CAMERA, 1.2), (HELD_OUT_CAMERA, -1.0), (Camera(gamma=1.2), 1.5), (Camera(), 0.0),
+             (FILM_CAMERA, -1.5), (FILM_CAMERA, 1.0)]
     for camera, ev in cases:
         params, seed, _ = draw_item(camera, ev, False, None, 0.0, g)  # the numbers training draws
         x, y = render_pairs(photo[None], params[None], torch.tensor([seed]))

@@ -120,3 +120,13 @@ def test_the_config_reads_back_from_plain_values() -> None:
     assert TwoStageConfig(**values) == config
     with pytest.raises(ValueError, match="threshold"):
         TwoStageConfig(threshold=-1.0)
+
+
+def test_the_global_stage_alone_is_the_two_stage_without_its_unet() -> None:
+    from expolib.networks.two_stage import GlobalStageAlone
+
+    photo = _photo()
+    generator = _two_stage(threshold=0.0)
+    undone, _, _ = generator.global_stage(photo)
+    assert np.array_equal(correct(GlobalStageAlone(generator), photo), undone)
+    assert not np.array_equal(correct(generator, photo, mode="direct"), undone)  # the U-Net does change it

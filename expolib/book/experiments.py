@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from expolib.book.loops import endless, fit_reconstruction
-from expolib.config import Budget, get_budget, pick_device, seed_everything
+from expolib.config import Budget, Runtime, get_budget, pick_device, seed_everything
 from expolib.data.rendered import EmbeddedPairs
 from expolib.evaluation.metrics import checkerboard, psnr
 from expolib.imaging.exposure import render_exposure
@@ -180,6 +180,12 @@ def _train_config(size: ExperimentSize, upsample: str, lambda_l1: float = LAMBDA
                        generator=UNetConfig(ngf=size.ngf, depth=size.depth, upsample=upsample),
                        discriminator=PatchConfig(ndf=size.ndf), lambda_l1=lambda_l1, amp=False,
                        device=None if device is None else str(device), progress=False)
+
+
+def experiment_runtime(device: Optional[torch.device] = None) -> Runtime:
+    """How the experiments' runs compute on ``device`` (None: the best there is), for a chapter to
+    print: float32 always, so that compared runs differ only in what an experiment varies."""
+    return _train_config(SIZES["quick"], "transpose", device=device).runtime()
 
 
 def _loader(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[str], shift: int) -> BankLoader:
@@ -344,7 +350,8 @@ def separated(a: Sequence[float], b: Sequence[float]) -> bool:
 
 __all__ = [
     "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "contrast",
-    "evaluate_generator", "experiment_size", "flip_batch", "format_mean_sd", "gradient_energy", "hard_fakes",
-    "images_trained", "mean_sd", "p_real", "pair_bank", "reexpose", "separated", "shift_targets",
+    "evaluate_generator", "experiment_runtime", "experiment_size", "flip_batch", "format_mean_sd",
+    "gradient_energy", "hard_fakes", "images_trained", "mean_sd", "p_real", "pair_bank", "reexpose",
+    "separated", "shift_targets",
     "train_discriminator", "train_generator", "train_pix2pix", "validation_photos",
 ]

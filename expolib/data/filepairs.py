@@ -12,7 +12,6 @@ A folder laid out wrongly is a :class:`DatasetLayoutError` that says what was ex
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -20,10 +19,16 @@ from typing import Any, Optional, Union
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset, default_collate
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from expolib.data.items import Item, default_transform, item_seed
-from expolib.data.photofiles import file_bytes, is_jpeg, list_images, load_resized_uint8, oriented_size
+from expolib.data.photofiles import (
+    decode_jpegs,
+    file_bytes,
+    is_jpeg,
+    list_images,
+    load_resized_uint8,
+    oriented_size,
+)
 from expolib.imaging.camera import Camera
 from expolib.imaging.imageio import PathLike
 from expolib.imaging.render import draw_item, finish_pairs
@@ -153,14 +158,8 @@ class FilePairs(Dataset):
         flipped, jittered and normalised on ``device``."""
         if "input_file" in batch:
             device = torch.device(device) if device is not None else torch.device("cpu")
-            with warnings.catch_warnings():
-                # torchvision 0.29 announces that TorchCodec will take over image decoding; until
-                # then decode_jpeg is the decoder that batches on a GPU without another dependency
-                warnings.simplefilter("ignore", DeprecationWarning)
-                inputs = decode_jpeg(batch["input_file"], mode=ImageReadMode.RGB, device=device,
-                                     apply_exif_orientation=True)
-                targets = decode_jpeg(batch["target_file"], mode=ImageReadMode.RGB, device=device,
-                                      apply_exif_orientation=True)
+            inputs = decode_jpegs(batch["input_file"], device)
+            targets = decode_jpegs(batch["target_file"], device)
             crops = [_cut(x, y, box) for x, y, box in zip(inputs, targets, batch["box"].tolist())]
             return finish_pairs(torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops]),
                                 batch["params"], device)

@@ -4,12 +4,15 @@ and decoding a photo shrunk to a long side, with an optional cache of the shrunk
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
 from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from expolib.imaging.imageio import ImageLoadError, PathLike, load_image
 from expolib.imaging.transforms import check_side, resize_long_side
@@ -59,6 +62,55 @@ def oriented_size(path: Path) -> tuple[int, int]:
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
+# How the stored pixels of each EXIF orientation (tag 0x0112) turn upright: (transpose first, then
+# flip these dimensions of (C, H, W)). torchvision applies the tag only when it decodes on the CPU, so
+# the nvJPEG route does it here; the eight cases are the EXIF standard's.
+_UPRIGHT = {1: (False, ()), 2: (False, (-1,)), 3: (False, (-2, -1)), 4: (False, (-2,)),
+            5: (True, ()), 6: (True, (-1,)), 7: (True, (-2, -1)), 8: (True, (-2,))}
+
+DEVICE_DECODER = ("cuda",)
+"""Devices on which :func:`decode_jpegs` decodes where the pixels are wanted (nvJPEG)."""
+
+
+def exif_orientation(data: torch.Tensor) -> int:
+    """The EXIF orientation (1-8; 1 when absent) of a JPEG file's bytes, from its header."""
+    try:
+        with Image.open(io.BytesIO(data.numpy())) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError):
+        return 1
+
+
+def upright(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Stored pixels ``(C, H, W)`` turned as EXIF ``orientation`` says they are shown."""
+    transpose, dims = _UPRIGHT.get(orientation, (False, ()))
+    image = image.transpose(-2, -1) if transpose else image
+    return image.flip(dims) if dims else image
+
+
+def decode_jpegs(files: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """JPEG files' bytes (uint8 tensors on the CPU) as upright RGB uint8 ``(3, H, W)`` on ``device``.
+
+    On a GPU (:data:`DEVICE_DECODER`) nvJPEG decodes the batch there and the EXIF orientation is
+    applied afterwards (nvJPEG ignores it); where that fails (torchvision built without nvJPEG, a
+    file nvJPEG cannot read) the CPU decodes and the pixels move. On the CPU, libjpeg through
+    torchvision, which differs from Pillow's decoding by a code value here and there.
+    """
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces that TorchCodec will take over image decoding; until then
+        # decode_jpeg is the decoder that batches on a GPU without another dependency
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if device.type in DEVICE_DECODER:
+            try:
+                images = decode_jpeg(files, mode=ImageReadMode.RGB, device=device)
+            except RuntimeError:
+                pass
+            else:
+                return [upright(image, exif_orientation(data)) for image, data in zip(images, files)]
+        images = decode_jpeg(files, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    return [image.to(device, non_blocking=True) for image in images]
+
+
 def _cache_name(path: Path, max_side: int) -> str:
     """A file name for ``path`` shrunk to ``max_side`` that changes when the file does."""
     stat = path.stat()
@@ -102,4 +154,5 @@ def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[
     return resized
 
 
-__all__ = ["IMAGE_EXTENSIONS", "file_bytes", "is_jpeg", "list_images", "load_resized_uint8", "oriented_size"]
+__all__ = ["DEVICE_DECODER", "IMAGE_EXTENSIONS", "decode_jpegs", "exif_orientation", "file_bytes", "is_jpeg",
+           "list_images", "load_resized_uint8", "oriented_size", "upright"]

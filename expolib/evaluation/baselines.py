@@ -2,12 +2,13 @@
 
 A corrector maps a batch ``(B, 3, H, W)`` in [-1, 1] to the same shape and range, exactly like a
 generator in eval mode, so :func:`expolib.evaluation.protocol.evaluate` and
-:func:`expolib.evaluation.infer.correct` take either. The baselines are ``torch.nn.Module``s with no parameters; most of them work photo by photo in
-NumPy with scikit-image (:class:`PhotoBaseline`).
+:func:`expolib.evaluation.infer.correct` take either. The baselines are ``torch.nn.Module``s with no
+parameters; most of them work photo by photo in NumPy with scikit-image (:class:`PhotoBaseline`).
 
 - :class:`Identity`: does nothing. Any method worth its name must beat it.
 - :class:`GlobalGamma`: one power curve for the whole photo, chosen so that its mean luminance becomes
   mid-grey (0.5).
+- :class:`AutoLevels`: linear light scaled so that the 99.5th percentile of luminance becomes white.
 - :class:`HistogramEqualisation`: spreads the brightness (HSV value) histogram flat; hue and saturation
   stay.
 - :class:`CLAHE`: contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of the Lab
@@ -16,6 +17,10 @@ NumPy with scikit-image (:class:`PhotoBaseline`).
   it keeps the mean brightness, so it cannot correct exposure.
 
 :data:`BASELINES` maps a short name to each class.
+
+A *bound* is not a method: :class:`CurveFittedToTruth` fits a curve per channel to the ground truth of
+each photo, so it sees the answer. It says how far a global correction could go at best; it is
+reported beside the baselines, labelled as such, and never counted as one to beat (:data:`BOUNDS`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage import color, exposure
+from sklearn.isotonic import IsotonicRegression
 from torch import nn
 
+from expolib.imaging.exposure import linear_to_srgb, srgb_to_linear
 from expolib.imaging.transforms import denormalize, luminance, normalize
 
 
@@ -101,6 +108,34 @@ class GlobalGamma(PhotoBaseline):
         return np.clip(photo, 0.0, 1.0) ** self.solve_gamma(photo)
 
 
+class AutoLevels(PhotoBaseline):
+    """Scale linear light so that the ``percentile``-th percentile of luminance becomes white.
+
+    Decode sRGB, measure luminance (:data:`~expolib.imaging.transforms.LUMA_WEIGHTS` on linear light),
+    divide by its percentile, clip to [0, 1] and encode again: an image editor's auto levels, done
+    in light rather than in code values. A photo whose top is already white (most over-exposed ones)
+    keeps its brightness; a black photo is returned as it is.
+    """
+
+    name = "auto levels"
+
+    def __init__(self, percentile: float = 99.5) -> None:
+        super().__init__()
+        if not 0.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+        self.percentile = percentile
+
+    def white_point(self, photo: np.ndarray) -> float:
+        """The luminance, in linear light, that becomes white."""
+        return float(np.percentile(luminance(srgb_to_linear(photo)), self.percentile))
+
+    def correct_photo(self, photo: np.ndarray) -> np.ndarray:
+        white = self.white_point(photo)
+        if white <= 0.0:
+            return photo
+        return linear_to_srgb(np.clip(srgb_to_linear(photo) / white, 0.0, 1.0))
+
+
 class HistogramEqualisation(PhotoBaseline):
     """Equalise the histogram of the HSV value (brightness) channel; keep hue and saturation."""
 
@@ -163,6 +198,7 @@ class ReportAveragingKernel(nn.Module):
 BASELINES: dict[str, Callable[[], nn.Module]] = {
     "identity": Identity,
     "gamma": GlobalGamma,
+    "autolevels": AutoLevels,
     "histeq": HistogramEqualisation,
     "clahe": CLAHE,
     "report3x3": ReportAveragingKernel,
@@ -177,3 +213,63 @@ def make_baseline(name: str) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}") from None
     return factory().eval()
+
+
+class Bound:
+    """Not a corrector: a correction fitted with the ground truth in hand, as a ceiling for a family
+    of corrections. :func:`expolib.evaluation.protocol.evaluate` gives it the target too, and its
+    table says that it saw the answer (``EvaluationTable.sees_target``)."""
+
+    name = "bound"
+
+    def fit_photo(self, photo: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """``photo`` corrected with ``truth`` in hand: ``(H, W, 3)`` float64 in [0, 1] -> the same."""
+        raise NotImplementedError
+
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """One normalised image ``(3, H, W)`` and its target -> the fitted image ``(3, H, W)`` in [-1, 1]."""
+        def as_photo(x: torch.Tensor) -> np.ndarray:
+            return denormalize(x.detach().float().cpu()).permute(1, 2, 0).numpy().astype(np.float64)
+
+        fitted = np.clip(self.fit_photo(as_photo(image), as_photo(target)), 0.0, 1.0)
+        return normalize(torch.from_numpy(fitted.astype(np.float32)).permute(2, 0, 1))
+
+
+class CurveFittedToTruth(Bound):
+    """The best global per-channel curve for each photo: a monotone lookup table of ``levels``
+    entries per channel, from the input's code values to the target's, fitted by least squares.
+
+    scikit-learn's isotonic regression fits it on the mean target of each code value, weighted by
+    how many pixels have that code (the same least-squares fit as on every pixel, on 256 points);
+    codes the photo lacks are interpolated. Where the target is a monotone map of the input channel
+    by channel, as an exposure change without noise or clipping is, the table finds it exactly.
+    """
+
+    name = "bound: a curve per channel fitted to the truth"
+
+    def __init__(self, levels: int = 256) -> None:
+        if levels < 2:
+            raise ValueError(f"a lookup table needs at least 2 levels, got {levels}")
+        self.levels = levels
+
+    def lookup_tables(self, photo: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the code of every pixel and channel ``(H, W, 3)``, the fitted tables ``(levels, 3)``)."""
+        codes = np.rint(np.clip(photo, 0.0, 1.0) * (self.levels - 1)).astype(np.int64)
+        grid = np.arange(self.levels, dtype=np.float64)
+        tables = np.empty((self.levels, 3))
+        for c in range(3):
+            counts = np.bincount(codes[..., c].ravel(), minlength=self.levels)
+            sums = np.bincount(codes[..., c].ravel(), weights=truth[..., c].ravel(), minlength=self.levels)
+            seen = counts > 0
+            curve = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+            curve.fit(grid[seen], sums[seen] / counts[seen], sample_weight=counts[seen])
+            tables[:, c] = curve.predict(grid)
+        return codes, tables
+
+    def fit_photo(self, photo: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        codes, tables = self.lookup_tables(photo, truth)
+        return np.stack([tables[codes[..., c], c] for c in range(3)], axis=-1)
+
+
+BOUNDS: dict[str, Callable[[], Bound]] = {"curve": CurveFittedToTruth}
+"""Short name -> factory of each bound: rows that see the answer, never baselines to beat."""

@@ -184,7 +184,7 @@ def correct(
     global_stage = getattr(model, "global_stage", None)
     if global_stage is not None:  # a two-stage corrector: the exposure undone on the whole photo first
         photo, _, moved = global_stage(photo)
-        if not moved:
+        if not moved or getattr(model, "unet", None) is None:
             return photo.copy()  # estimated well exposed: returned as it came, bit for bit
         working_side = working_side or getattr(model, "working_side", None)
         model = model.unet  # then the U-Net, for what is local

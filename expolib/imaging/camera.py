@@ -19,7 +19,10 @@ Responses: ``"shoulder"`` is :func:`~expolib.imaging.exposure.tone_curve` (ident
 smooth roll-off to white) after a power ``gamma`` on linear light; the training family varies knee,
 white and gamma. ``"reinhard"`` is :func:`~expolib.imaging.exposure.reinhard_curve`, which compresses
 mid-tones as well as highlights: a response of another shape, *held out* from training, so that an
-evaluation can say how a model does on a camera it never saw (:data:`HELD_OUT_CAMERA`).
+evaluation can say how a model does on a camera it never saw (:data:`HELD_OUT_CAMERA`). ``"film"`` is
+:func:`~expolib.imaging.exposure.film_curve`, a logistic in log exposure of contrast ``gamma`` that
+reaches white at ``white``: an S-curve that compresses the shadows too, a third shape that neither the
+training family nor the held-out camera contains (:data:`FILM_CAMERA`).
 
 At EV 0 every camera returns the photo unchanged: a well-exposed photo needs no correction, and the
 model should learn to leave it alone.
@@ -37,9 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from expolib.imaging.exposure import KNEE, WHITE, CameraParams, misexpose, to_display, to_scene
-
-RESPONSES = ("shoulder", "reinhard")
+from expolib.imaging.exposure import KNEE, RESPONSES, WHITE, CameraParams, misexpose, to_display, to_scene
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,12 @@ class Camera:
     """One camera: response curve, white-balance drift, noise and JPEG quality.
 
     The default is the book's camera (:func:`~expolib.imaging.exposure.render_exposure` without noise).
-    ``wb``: gains on the red, green and blue linear light of the mis-exposed capture. ``shot_noise``
-    and ``read_noise``: standard deviations, in linear light, of the signal-dependent and constant
-    noise added to under-exposed captures. ``jpeg_quality``: re-encode the result (None: no JPEG).
+    ``response``: one of :data:`RESPONSES`; ``knee`` shapes the shoulder, ``white`` is the scene light
+    every response maps to white, ``gamma`` the power on linear light before the shoulder (the
+    contrast of the film curve; the Reinhard curve has none). ``wb``: gains on the red, green and
+    blue linear light of the mis-exposed capture. ``shot_noise`` and ``read_noise``: standard
+    deviations, in linear light, of the signal-dependent and constant noise added to under-exposed
+    captures. ``jpeg_quality``: re-encode the result (None: no JPEG).
     """
 
     response: str = "shoulder"
@@ -77,7 +81,7 @@ class Camera:
                device: Union[str, torch.device, None] = None) -> CameraParams:
         """This camera for each of ``batch`` images, as the chain (``expolib.imaging.exposure``) reads it."""
         return CameraParams.uniform(
-            batch, reinhard=self.response == "reinhard", knee=self.knee, white=self.white, gamma=self.gamma,
+            batch, response=self.response, knee=self.knee, white=self.white, gamma=self.gamma,
             wb=self.wb, shot_noise=self.shot_noise, read_noise=self.read_noise, dtype=dtype, device=device)
 
     def clean(self) -> Camera:
@@ -120,37 +124,54 @@ PLAIN_CAMERA = Camera()
 HELD_OUT_CAMERA = Camera(response="reinhard", white=2.5)
 """A response outside the training family, for evaluation only: how a model does on a new camera."""
 
+FILM_CAMERA = Camera(response="film", white=4.0, gamma=1.6)
+"""A film-like S-curve (a toe and a shoulder), for evaluation only: a response of a shape that neither
+the training family nor :data:`HELD_OUT_CAMERA` contains."""
+
 
 def jpeg_roundtrip(images: torch.Tensor, quality: Union[int, Sequence[int]]) -> torch.Tensor:
     """Encode float images ``(3, H, W)`` or ``(N, 3, H, W)`` in [0, 1] as JPEGs at ``quality`` (one
     for all, or one per image) and decode them again.
 
     Pillow's encoder on the CPU, as most cameras and phones write baseline JPEG with 4:2:0 chroma
-    subsampling; nvJPEG (torchvision.io) on CUDA, falling back to Pillow where it is missing.
+    subsampling; nvJPEG (torchvision.io) on CUDA (which encodes 4:4:4: slightly milder colour
+    artefacts), falling back to Pillow where this build of torchvision has no CUDA codec.
     """
     if images.ndim == 3:
         return jpeg_roundtrip(images[None], [int(quality)] if isinstance(quality, int) else quality)[0]
     qualities = [int(quality)] * len(images) if isinstance(quality, int) else [int(q) for q in quality]
     as_uint8 = (images.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-    if images.device.type == "cuda":
-        try:
-            from torchvision.io import decode_jpeg, encode_jpeg
-
-            out = torch.empty_like(images)
-            with warnings.catch_warnings():  # torchvision 0.29+ points to TorchCodec; this still works
-                warnings.simplefilter("ignore", DeprecationWarning)
-                for i, q in enumerate(qualities):
-                    data = encode_jpeg(as_uint8[i], quality=q)
-                    out[i] = decode_jpeg(data, device=images.device).to(images.dtype) / 255.0
-            return out
-        except (RuntimeError, TypeError):  # no CUDA JPEG codec in this build
-            pass
+    if images.device.type in DEVICE_CODEC:
+        out = _torchvision_roundtrip(as_uint8, qualities)
+        if out is not None:
+            return out.to(images.dtype) / 255.0
     decoded = []
     for array, q in zip(as_uint8.permute(0, 2, 3, 1).cpu().numpy(), qualities):
         buffer = io.BytesIO()
         Image.fromarray(array).save(buffer, format="JPEG", quality=q)
         decoded.append(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")))
     return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255.0
+
+
+DEVICE_CODEC = ("cuda",)
+"""Devices whose images :func:`jpeg_roundtrip` encodes and decodes where they are (nvJPEG)."""
+
+
+def _torchvision_roundtrip(as_uint8: torch.Tensor, qualities: list[int]) -> Optional[torch.Tensor]:
+    """uint8 ``(N, 3, H, W)`` through torchvision's JPEG codec on their device, or None where this
+    build has none for it (torchvision without nvJPEG raises a RuntimeError)."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    out = torch.empty_like(as_uint8)
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29+ points to TorchCodec; this still works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for i, q in enumerate(qualities):
+                data = encode_jpeg(as_uint8[i], quality=q)  # nvJPEG leaves the file's bytes on the GPU,
+                out[i] = decode_jpeg(data.cpu(), device=as_uint8.device)  # decoding reads them on the host
+    except (RuntimeError, TypeError):
+        return None
+    return out
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -240,6 +261,7 @@ DEFAULT_FAMILY = CameraFamily(min_abs_ev=0.5, p_ev0=0.4, target_ev=0.4)
 
 __all__ = [
     "DEFAULT_FAMILY",
+    "FILM_CAMERA",
     "HELD_OUT_CAMERA",
     "PLAIN_CAMERA",
     "RESPONSES",

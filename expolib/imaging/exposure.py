@@ -7,8 +7,8 @@ in sRGB, a curve that spends more code values on the shadows, so exposure has to
 A camera does not simply clip at white: its tone curve rolls the highlights off smoothly. The book's
 camera uses :func:`tone_curve`, which is the identity up to a knee (linear 0.5) and then bends over to
 reach white at :data:`WHITE` (two times the knee's headroom: scene light 2.0 maps to 1.0);
-:func:`reinhard_curve` is a response of another shape. A well-exposed photo is taken to be the
-camera's output at EV 0, so rendering it at another exposure runs this chain::
+:func:`reinhard_curve` and :func:`film_curve` are responses of other shapes. A well-exposed photo is
+taken to be the camera's output at EV 0, so rendering it at another exposure runs this chain::
 
     scene = response⁻¹(sRGB⁻¹(x)) * 2**ev * wb     # capture: scene light, mis-exposed, colour drift
     out   = sRGB(response(scene + noise(scene)))    # develop: sensor noise, the camera again
@@ -133,6 +133,37 @@ def inverse_reinhard_curve(d: A, white: Union[float, torch.Tensor]) -> A:
     return 0.5 * w2 * (-(1.0 - d) + (root.sqrt() if isinstance(root, torch.Tensor) else np.sqrt(root)))
 
 
+def film_curve(y: A, white: Union[float, torch.Tensor], contrast: Union[float, torch.Tensor]) -> A:
+    """A film-like S-curve: a logistic in log exposure, ``g(y) = y**c / (1 + y**c)`` (slope ``c =
+    contrast`` in log-log terms, half height at scene light 1), scaled to reach 1 at ``white`` and
+    clipped beyond. For ``contrast > 1`` it has a toe as well as a shoulder: it compresses the shadows
+    (slope 0 at black) and the highlights, which neither :func:`tone_curve` after a power nor
+    :func:`reinhard_curve` does. Where the curve is centred does not matter: moving it scales scene
+    light, which an exposure change in stops does not see."""
+    y = _clip(y, 0.0, np.inf)
+    u, top = power(y, contrast), power(_as_like(white, y), contrast)
+    return _clip((u / (1.0 + u)) * ((1.0 + top) / top), 0.0, 1.0)
+
+
+def inverse_film_curve(d: A, white: Union[float, torch.Tensor], contrast: Union[float, torch.Tensor]) -> A:
+    """Undo :func:`film_curve`: display linear light in [0, 1] back to scene light in [0, ``white``]."""
+    d = _clip(d, 0.0, 1.0)
+    top = power(_as_like(white, d), contrast)
+    g = d * (top / (1.0 + top))  # the logistic's value, below 1 since the curve stops at white
+    return power(g / (1.0 - g), 1.0 / contrast)
+
+
+def _as_like(value: Union[float, torch.Tensor], x: A) -> A:
+    """A parameter as an array or tensor like ``x`` (so that :func:`power` takes it)."""
+    if isinstance(x, torch.Tensor):
+        return torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    return np.asarray(value, dtype=np.float64)
+
+
+RESPONSES = ("shoulder", "reinhard", "film")
+"""The response curves the chain renders, by name; :attr:`CameraParams.response` holds an index here."""
+
+
 # ----------------------------------------------------------------------------------------------
 # The chain, for a batch of images with one camera each
 # ----------------------------------------------------------------------------------------------
@@ -142,14 +173,16 @@ def inverse_reinhard_curve(d: A, white: Union[float, torch.Tensor]) -> A:
 class CameraParams:
     """One camera per image of a batch, as tensors: ``(B,)`` each, ``wb`` ``(B, C)`` (a gain per channel).
 
-    ``reinhard`` (bool) picks :func:`reinhard_curve` as the response, else :func:`tone_curve` of
-    ``knee`` and ``white`` after a power ``gamma``; ``shot_noise`` and ``read_noise`` are standard
+    ``response`` (an index into :data:`RESPONSES`) picks the response: :func:`tone_curve` of
+    ``knee`` and ``white`` after a power ``gamma`` (``"shoulder"``), :func:`reinhard_curve` of
+    ``white`` (``"reinhard"``) or :func:`film_curve` of ``white`` and contrast ``gamma``
+    (``"film"``); ``shot_noise`` and ``read_noise`` are standard
     deviations in linear light. Made by :meth:`uniform` (one camera for every image), by
     :meth:`expolib.imaging.camera.Camera.params`, or from training pairs' drawn numbers
     (:mod:`expolib.imaging.render`).
     """
 
-    reinhard: torch.Tensor
+    response: torch.Tensor
     knee: torch.Tensor
     white: torch.Tensor
     gamma: torch.Tensor
@@ -158,7 +191,7 @@ class CameraParams:
     read_noise: torch.Tensor
 
     @classmethod
-    def uniform(cls, batch: int, *, reinhard: bool = False, knee: float = KNEE, white: float = WHITE,
+    def uniform(cls, batch: int, *, response: str = "shoulder", knee: float = KNEE, white: float = WHITE,
                 gamma: float = 1.0, wb: Optional[tuple[float, ...]] = None, shot_noise: float = 0.0,
                 read_noise: float = 0.0, channels: int = 3, dtype: torch.dtype = torch.float32,
                 device: Union[str, torch.device, None] = None) -> CameraParams:
@@ -170,7 +203,10 @@ class CameraParams:
         gains = torch.tensor(wb if wb is not None else (1.0,) * channels, dtype=dtype, device=device)
         if gains.shape != (channels,):
             raise ValueError(f"white balance needs one gain per channel ({channels}), got {wb}")
-        return cls(reinhard=torch.full((batch,), reinhard, device=device), knee=column(knee),
+        if response not in RESPONSES:
+            raise ValueError(f"unknown response {response!r}; choose from {', '.join(RESPONSES)}")
+        code = torch.full((batch,), RESPONSES.index(response), dtype=torch.long, device=device)
+        return cls(response=code, knee=column(knee),
                    white=column(white), gamma=column(gamma), wb=gains.expand(batch, channels),
                    shot_noise=column(shot_noise), read_noise=column(read_noise))
 
@@ -201,23 +237,34 @@ def _power(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return torch.where(ones, x, power(x, p))
 
 
+def _uses(camera: CameraParams, response: str) -> torch.Tensor:
+    """Which images of the batch (B,) have the response called ``response``."""
+    return camera.response == RESPONSES.index(response)
+
+
 def to_scene(display: torch.Tensor, camera: CameraParams) -> torch.Tensor:
     """Each image's response undone: display linear light in [0, 1] (B, ...) -> scene linear light."""
     knee, white, gamma = (_per_image(v, display) for v in (camera.knee, camera.white, camera.gamma))
-    shoulder = _power(inverse_tone_curve(display, knee, white), 1.0 / gamma)
-    if not bool(camera.reinhard.any()):
-        return shoulder
-    return torch.where(_per_image(camera.reinhard, display), inverse_reinhard_curve(display, white), shoulder)
+    scene = _power(inverse_tone_curve(display, knee, white), 1.0 / gamma)
+    reinhard, film = _uses(camera, "reinhard"), _uses(camera, "film")
+    if bool(reinhard.any()):
+        scene = torch.where(_per_image(reinhard, display), inverse_reinhard_curve(display, white), scene)
+    if bool(film.any()):
+        scene = torch.where(_per_image(film, display), inverse_film_curve(display, white, gamma), scene)
+    return scene
 
 
 def to_display(scene: torch.Tensor, camera: CameraParams) -> torch.Tensor:
     """Each image's response: scene linear light (B, ...) -> display linear light in [0, 1]."""
     knee, white, gamma = (_per_image(v, scene) for v in (camera.knee, camera.white, camera.gamma))
     scene = scene.clamp(min=0.0)
-    shoulder = tone_curve(_power(scene, gamma), knee, white)
-    if not bool(camera.reinhard.any()):
-        return shoulder
-    return torch.where(_per_image(camera.reinhard, scene), reinhard_curve(scene, white), shoulder)
+    display = tone_curve(_power(scene, gamma), knee, white)
+    reinhard, film = _uses(camera, "reinhard"), _uses(camera, "film")
+    if bool(reinhard.any()):
+        display = torch.where(_per_image(reinhard, scene), reinhard_curve(scene, white), display)
+    if bool(film.any()):
+        display = torch.where(_per_image(film, scene), film_curve(scene, white, gamma), display)
+    return display
 
 
 def capture(srgb: torch.Tensor, ev: torch.Tensor, camera: CameraParams) -> torch.Tensor:

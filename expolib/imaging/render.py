@@ -17,7 +17,8 @@ tone curves, noise, colour) runs where the network runs: on a GPU, a 2-core mach
 limits training. Without a device (``deferred`` off) the dataset calls :func:`render_pairs` itself
 on a batch of one, so both paths run the same code and, on the CPU, give the same numbers for a seed
 (the tests check it). On CUDA the noise comes from CUDA's generator and JPEG from nvJPEG, so the
-numbers differ there while their distributions are the same.
+numbers differ there; the noise's distribution is the same, and nvJPEG keeps the colour at full
+resolution (4:4:4) where Pillow halves it (4:2:0), so its colour artefacts are slightly milder.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from expolib.imaging.camera import Camera, CameraFamily, jpeg_roundtrip
-from expolib.imaging.exposure import CameraParams, capture, develop, misexpose
+from expolib.imaging.exposure import RESPONSES, CameraParams, capture, develop, misexpose
 from expolib.imaging.transforms import normalize
 
 # The numbers that describe one pair, by position in an item's ``params`` vector.
-PARAMS = ("ev", "target_ev", "reinhard", "knee", "white", "gamma", "wb_r", "wb_g", "wb_b", "shot_noise",
+PARAMS = ("ev", "target_ev", "response", "knee", "white", "gamma", "wb_r", "wb_g", "wb_b", "shot_noise",
           "read_noise", "jpeg_quality", "flip", "jitter", "brightness", "contrast", "saturation", "hue",
           "order_0", "order_1", "order_2", "order_3")
 P = {name: i for i, name in enumerate(PARAMS)}
@@ -40,7 +41,7 @@ P = {name: i for i, name in enumerate(PARAMS)}
 
 def camera_params(camera: Camera) -> dict[str, float]:
     """A :class:`Camera` as the numbers :func:`render_pairs` reads."""
-    return {"reinhard": float(camera.response == "reinhard"), "knee": camera.knee, "white": camera.white,
+    return {"response": float(RESPONSES.index(camera.response)), "knee": camera.knee, "white": camera.white,
             "gamma": camera.gamma, "wb_r": camera.wb[0], "wb_g": camera.wb[1], "wb_b": camera.wb[2],
             "shot_noise": camera.shot_noise, "read_noise": camera.read_noise,
             "jpeg_quality": float(camera.jpeg_quality or 0)}
@@ -92,8 +93,8 @@ def camera_of(params: torch.Tensor) -> CameraParams:
     def column(name: str) -> torch.Tensor:
         return params[:, P[name]]
 
-    return CameraParams(reinhard=column("reinhard") > 0, knee=column("knee"), white=column("white"),
-                        gamma=column("gamma"), wb=params[:, P["wb_r"]:P["wb_b"] + 1],
+    return CameraParams(response=column("response").round().long(), knee=column("knee"),
+                        white=column("white"), gamma=column("gamma"), wb=params[:, P["wb_r"]:P["wb_b"] + 1],
                         shot_noise=column("shot_noise"), read_noise=column("read_noise"))
 
 
@@ -101,9 +102,18 @@ def _noise(shape: torch.Size, seeds: torch.Tensor, device: torch.device) -> torc
     """Standard normal noise, each image from its own seed (on the CPU: what a per-item run draws)."""
     out = torch.empty(shape, device=device)
     for i, seed in enumerate(seeds.tolist()):
-        generator = torch.Generator(device=device).manual_seed(int(seed))
-        out[i] = torch.randn(shape[1:], generator=generator, device=device)
+        out[i] = _normal(shape[1:], int(seed), device)
     return out
+
+
+def _normal(shape: torch.Size, seed: int, device: torch.device) -> torch.Tensor:
+    """Standard normal numbers drawn on ``device`` by a generator of its own (CUDA's on a GPU); a device
+    without one gets the CPU's numbers for ``seed``, moved there."""
+    try:
+        generator = torch.Generator(device=device)
+    except RuntimeError:  # "not an accelerator": no generator of its own
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    return torch.randn(shape, generator=generator.manual_seed(seed), device=device)
 
 
 def _lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

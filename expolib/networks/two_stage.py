@@ -109,4 +109,27 @@ class TwoStageGenerator(nn.Module):
         return render_exposure(photo, -ev), ev, True
 
 
-__all__ = ["TwoStageConfig", "TwoStageGenerator"]
+class GlobalStageAlone(nn.Module):
+    """A two-stage generator's global stage without its U-Net, corrected the way ``correct`` runs it:
+    the row of an evaluation that shows what the U-Net adds."""
+
+    name = "global stage alone"
+    unet = None  # expolib.evaluation.infer.correct stops after the global stage
+
+    def __init__(self, model: TwoStageGenerator) -> None:
+        super().__init__()
+        self.model = model
+        self.working_side = getattr(model, "working_side", None)
+
+    def global_stage(self, photo: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """The global stage of the two-stage generator (see :meth:`TwoStageGenerator.global_stage`)."""
+        return self.model.global_stage(photo)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        photos = denormalize(x.float()).clamp(0.0, 1.0)
+        ev = self.model.estimate(photos)
+        return normalize(undo_exposure(photos, ev.cpu(), threshold=self.model.config.threshold)).to(x)
+
+
+__all__ = ["GlobalStageAlone", "TwoStageConfig", "TwoStageGenerator"]
