@@ -26,16 +26,6 @@ DESCRIPTION = (
 )
 
 
-def _broken_links(folder: Path, recursive: bool) -> list[Path]:
-    """Links in ``folder`` with a photo's name whose target is gone: listed so that they are named."""
-    from expolib.data.photofiles import IMAGE_EXTENSIONS
-
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in candidates if p.is_symlink() and not p.exists()
-                  and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
 def _collect(inputs: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """(file, path relative to the output folder) for every input, and the broken links found in
     the folders.
@@ -44,7 +34,7 @@ def _collect(inputs: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, P
     files (such as macOS's ``._IMG.jpg`` companions) skipped. A missing input, or a folder without
     photos, is a :class:`UsageError`: nothing has been written yet.
     """
-    from expolib.data.photofiles import list_images
+    from expolib.data.photofiles import broken_links, list_images
 
     found: list[tuple[Path, Path]] = []
     broken: list[Path] = []
@@ -52,7 +42,7 @@ def _collect(inputs: Sequence[str], recursive: bool) -> tuple[list[tuple[Path, P
         path = Path(name)
         if path.is_dir():
             files = list_images(path, recursive=recursive)
-            links = _broken_links(path, recursive)
+            links = broken_links(path, recursive=recursive)
             if not files and not links:
                 hint = "" if recursive else " (try --recursive)"
                 raise UsageError(str(path), f"no photos in this folder{hint}")

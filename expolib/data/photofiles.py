@@ -20,21 +20,25 @@ from expolib.imaging.transforms import check_side, resize_long_side
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 
+def _photo_names(folder: Path, recursive: bool) -> list[Path]:
+    """Paths in ``folder`` with an image extension (any case), hidden files and folders left out."""
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
     """Image files in ``folder`` (by extension, any case), sorted by path; ``recursive``: sub-folders too.
 
     Hidden files and folders (names starting with a dot, such as the ``._IMG.jpg`` files macOS leaves
     on shared drives) are skipped.
     """
-    folder = Path(folder)
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in candidates
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    return [p for p in _photo_names(Path(folder), recursive) if p.is_file()]
+
+
+def broken_links(folder: PathLike, recursive: bool = False) -> list[Path]:
+    """The links among :func:`list_images`' candidates whose target is gone (so that they can be named)."""
+    return [p for p in _photo_names(Path(folder), recursive) if p.is_symlink() and not p.exists()]
 
 
 def is_jpeg(path: Path) -> bool:
@@ -154,5 +158,5 @@ def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[
     return resized
 
 
-__all__ = ["DEVICE_DECODER", "IMAGE_EXTENSIONS", "decode_jpegs", "exif_orientation", "file_bytes", "is_jpeg",
-           "list_images", "load_resized_uint8", "oriented_size", "upright"]
+__all__ = ["DEVICE_DECODER", "IMAGE_EXTENSIONS", "broken_links", "decode_jpegs", "exif_orientation",
+           "file_bytes", "is_jpeg", "list_images", "load_resized_uint8", "oriented_size", "upright"]

@@ -190,7 +190,6 @@ def save_image(image: Union[np.ndarray, torch.Tensor], path: PathLike, normalize
     """
     path = Path(path)
     array = to_uint8_image(image, normalized=normalized)
-    path.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:

@@ -84,7 +84,6 @@ def save_generator(model: nn.Module, path: PathLike, *, half: bool = False,
         raise TypeError(f"save_generator expects a generator the factory builds ({known}), "
                         f"got {type(net).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
     if half:
         for name, t in tensors.items():

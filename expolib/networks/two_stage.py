@@ -48,11 +48,6 @@ class TwoStageConfig:
         if self.threshold < 0:
             raise ValueError(f"TwoStageConfig.threshold must be >= 0 stops, got {self.threshold}")
 
-    @property
-    def gemm_upsampling(self) -> bool:
-        """The U-Net's switch (how it computes, not what it is)."""
-        return self.unet.gemm_upsampling
-
 
 class TwoStageGenerator(nn.Module):
     """Global stage, then U-Net: ``(B, 3, H, W)`` in [-1, 1] to the same shape and range.

@@ -58,11 +58,7 @@ TEMP_SUFFIX = files.TEMP_SUFFIX
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete the temporary files :func:`atomic_save` leaves when a run is killed mid-write; returns
     what was removed."""
-    removed = []
-    if folder.is_dir():
-        for checkpoint in {tmp.name.split(".")[1] for tmp in folder.glob(f".*.pt.*{TEMP_SUFFIX}")}:
-            removed += files.remove_temporaries(folder / f"{checkpoint}.pt")
-    return removed
+    return [tmp for name in ("last.pt", "best.pt") for tmp in files.remove_temporaries(folder / name)]
 
 
 CHECKPOINT_KEYS = ("format", "config", "epoch", "step_in_epoch", "global_step", "generator", "discriminator",
