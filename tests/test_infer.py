@@ -195,3 +195,28 @@ def test_correct_takes_a_pixel_limit_and_names_the_option(
     assert len(printed) == 1 and "4,096 pixels" in printed[0] and "--max-pixels" in printed[0]
     assert _cli([*base, "--max-pixels", "4096"]) == 0
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+@pytest.mark.slow
+def test_correct_leaves_the_well_exposed_test_photos_alone(tmp_path: Path) -> None:
+    """Do no harm, as a photographer meets it: `correct` (shipped model, defaults) on a folder of the
+    held-out test photos, well exposed, saved losslessly. Most come back above 30 dB, the median one
+    bit for bit, and none is wrecked."""
+    from expolib.data.photos import embedded_codes, embedded_photos
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    originals = {}
+    for _scene, name in embedded_photos("test"):
+        photo = embedded_codes(name, 384).permute(1, 2, 0).numpy()
+        Image.fromarray(photo).save(folder / f"{name}.png")
+        originals[name] = photo
+    out = tmp_path / "corrected"
+    assert _cli(["correct", str(folder), "--out", str(out), "--quiet"]) == 0
+    scores = sorted(
+        psnr(np.asarray(Image.open(out / f"{name}.png")), photo) for name, photo in originals.items()
+    )
+    median = scores[len(scores) // 2]
+    assert sum(score > 30.0 for score in scores) > len(scores) / 2, scores
+    assert median == float("inf"), scores  # the median photo is returned unchanged
+    assert scores[0] > 12.0, scores  # no photo is wrecked (the worst misjudged one is moved ~1 EV)
