@@ -146,7 +146,9 @@ def load_resized_uint8(path: Path, max_side: Optional[int], cache_dir: Optional[
         except ImageLoadError:
             pass  # a damaged cache entry: decode the original again
     array = load_image(path, draft_side=max_side)
-    image = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    # (3, H, W) as a view of the decoded (H, W, 3) pixels: a training crop copies only what it keeps,
+    # where making the whole photo channel-first would copy every pixel twice at every epoch
+    image = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1)
     resized = resize_long_side(image, max_side)
     shrunk = f" (shrunk so its long side is {max_side} px)" if resized.shape != image.shape else ""
     check_side(resized, f"{path}{shrunk}")
