@@ -375,7 +375,10 @@ def test_shipped_photos_are_split_by_scene_and_credited() -> None:
     assert not (train & val or train & test or val & test)
     tests = [r for r in records if r["split"] == "test"]
     assert len(tests) >= 10 and len({r["tag"] for r in tests}) >= 8  # varied content
-    assert {"night", "dark", "high-key", "backlit", "sunset"} <= {r["tag"] for r in tests}
+    # dark, backlit and twilight scenes; the night lake and the high-key pier moved to validation and
+    # training (tools/photo_selection.py says why), so none of those two kinds is left in the test
+    assert {"dark", "backlit", "sunset"} <= {r["tag"] for r in tests}
+    assert {"night", "high-key"} <= {r["tag"] for r in records if r["split"] != "test"}
     photo = load_embedded_photo(tests[0]["scene"])
     assert photo.dtype == np.uint8 and max(photo.shape[:2]) == 1024
 

@@ -29,7 +29,7 @@ from expolib.networks.modelfile import load_pretrained  # noqa: E402
 def main() -> None:
     """Parse the options, draw the picture, save it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scene", default="forest_stream", choices=EMBEDDED_SPLIT["test"],
+    parser.add_argument("--scene", default="wine_room", choices=EMBEDDED_SPLIT["test"],
                         help="a test scene (never seen in training)")
     parser.add_argument("--side", type=int, default=768, help="long side of the photo shown")
     parser.add_argument("--out", default="book/images/before_after.jpg")
