@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in BASELINE_ROWS:
         correctors[name] = BASELINES[name]().eval()
 
-    fig, axes = plt.subplots(1, len(CAMERAS), figsize=(5.2 * len(CAMERAS), 4.6), sharey=True)
+    fig, axes = plt.subplots(1, len(CAMERAS), figsize=(5.2 * len(CAMERAS), 5.4), sharey=True)
     print("| camera | corrector | PSNR EV ≠ 0 | SSIM EV ≠ 0 | EV 0 median | EV 0 worst | EV 0 > 30 dB |")
     print("|---|---|---|---|---|---|---|")
     for ax, (camera_name, camera) in zip(axes, CAMERAS.items()):
@@ -82,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         ax.axhline(30.0, color="grey", ls=":", lw=1)
         ax.set_title(camera_name)
         ax.set_xlabel("mean PSNR over EV ≠ 0 (dB) →")
-    axes[0].set_ylabel(f"EV 0 PSNR (dB): median marker, worst line end; top = unchanged ({TOP:g})")
-    axes[-1].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"Recipes on the {len(dataset) // 5} test photos (long side {args.side} px): "
-                 "up is 'leaves a good photo alone', right is 'corrects a bad one'")
-    fig.tight_layout()
+    axes[0].set_ylabel(f"EV 0 PSNR (dB) ↑, {TOP:g} = unchanged")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"Recipes on the {len(dataset) // 5} test photos (long side {args.side} px): up leaves a "
+                 "good photo alone, right corrects a bad one; marker: median photo at EV 0, line: down to "
+                 "the worst", fontsize=10)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(args.out, dpi=110)
     print(f"figure written to {args.out}", file=sys.stderr)
     return 0
