@@ -3,6 +3,7 @@ is committed without outputs, and the Jupyter Book settings carry what readers r
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -130,9 +131,51 @@ def test_chapter_has_exercises_with_solutions_before_the_summary(path: Path) -> 
     solutions = SOLUTION.findall(section)
     assert len(exercises) >= 3, f"{len(exercises)} exercises"
     assert len(solutions) == len(exercises), f"{len(exercises)} exercises, {len(solutions)} solutions"
-    # every dropdown is closed before the next exercise starts
+    # every dropdown is closed before the next exercise starts, and explains: the code is a cell of its own
     for block in re.split(r"^### Exercise \d+: ", section, flags=re.MULTILINE)[1:]:
         assert len(SOLUTION.findall(block)) == 1 and block.rstrip().endswith(":::"), block[:60]
+        assert "```python" not in block, f"{block[:60]!r}: the solution's code belongs in its solution cell"
+
+
+def _exercises(path: Path) -> list[tuple[str, list[dict]]]:
+    """Each exercise's heading, with the cells between its markdown cell and the next markdown cell."""
+    cells = _cells(path)
+    found = []
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "markdown":
+            continue
+        heading = re.match(r"### (Exercise \d+: .+)", _text(cell))
+        if heading:
+            following = []
+            for later in cells[i + 1:]:
+                if later["cell_type"] == "markdown":
+                    break
+                following.append(later)
+            found.append((heading.group(1), following))
+    return found
+
+
+def _tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+@pytest.mark.parametrize("path", _toc_chapters(), ids=lambda p: p.stem)
+def test_every_exercise_has_one_solution_cell_that_checks_its_claims(path: Path) -> None:
+    """Each exercise is followed by exactly one code cell tagged "solution" (and "hide-cell", so the built
+    book shows it collapsed) whose code asserts something: nbmake and the book build run it, so a
+    solution that stops being true fails. No solution cell stands anywhere else."""
+    exercises = _exercises(path)
+    assert exercises, "no exercises"
+    for title, following in exercises:
+        assert len(following) == 1, f"{title}: {len(following)} cells before the next text, not one solution"
+        (cell,) = following
+        assert cell["cell_type"] == "code", f"{title}: the solution is not a code cell"
+        assert "solution" in _tags(cell) and "hide-cell" in _tags(cell), f"{title}: tags {_tags(cell)}"
+        tree = ast.parse(_text(cell))
+        asserts = [node for node in ast.walk(tree) if isinstance(node, ast.Assert)]
+        assert asserts, f"{title}: the solution asserts nothing"
+    tagged = [cell for cell in _cells(path) if "solution" in _tags(cell)]
+    assert len(tagged) == len(exercises), f"{len(tagged)} solution cells for {len(exercises)} exercises"
 
 
 REPORT_BOX = re.compile(
