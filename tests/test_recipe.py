@@ -96,6 +96,8 @@ def test_the_shipped_run_record_agrees_with_the_model_card(tmp_path) -> None:
     assert f"{SHIPPED_RUN.fit_examples:,} random crops" in card
     assert f"batch {SHIPPED_RUN.batch_size}," in card
     assert f"{SHIPPED_RUN.image_size}x{SHIPPED_RUN.image_size} crops" in card
+    photos = re.search(r"renders of (\d+) embedded training photos", SHIPPED_RUN.data)
+    assert photos and f"({photos.group(1)} photos of" in card
     path = SHIPPED_RUN.save(tmp_path / "run.json")
     assert RecipeRun.load(path) == SHIPPED_RUN and SHIPPED_RUN.pairs == SHIPPED_RUN.steps * SHIPPED_RUN.batch_size
 
