@@ -38,20 +38,22 @@ class Budget:
     eval_side: int  # long side, in pixels, of the photos used for evaluation
     demo_steps: int  # optimisation steps for the short comparisons inside chapters
     num_workers: int  # DataLoader worker processes
+    ev_examples: int  # renders the two-stage corrector's global stage is fitted on
+    ev_epochs: int  # epochs of that fit (over a small table of features: seconds)
 
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget(
         name="quick", image_size=64, batch_size=4, epochs=2, steps_per_epoch=3, ngf=8, ndf=8,
-        depth=6, eval_side=96, demo_steps=8, num_workers=0,
+        depth=6, eval_side=96, demo_steps=8, num_workers=0, ev_examples=96, ev_epochs=20,
     ),
     "standard": Budget(
         name="standard", image_size=128, batch_size=8, epochs=3, steps_per_epoch=30, ngf=16, ndf=16,
-        depth=7, eval_side=256, demo_steps=120, num_workers=0,
+        depth=7, eval_side=256, demo_steps=120, num_workers=0, ev_examples=512, ev_epochs=40,
     ),
     "full": Budget(
         name="full", image_size=256, batch_size=64, epochs=150, steps_per_epoch=None, ngf=64, ndf=64,
-        depth=8, eval_side=512, demo_steps=3000, num_workers=4,
+        depth=8, eval_side=512, demo_steps=3000, num_workers=4, ev_examples=4096, ev_epochs=100,
     ),
 }
 

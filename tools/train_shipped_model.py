@@ -25,25 +25,23 @@ command, the time it took and on what machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 
 from expolib.config import get_budget, seed_everything
 from expolib.networks.ev_estimator import EVEstimator
-from expolib.networks.factory import build_discriminator
+from expolib.networks.factory import build_generator
 from expolib.networks.modelfile import save_generator
 from expolib.networks.patchgan import PatchConfig
-from expolib.networks.two_stage import GlobalStageAlone, TwoStageConfig, TwoStageGenerator
+from expolib.networks.two_stage import GlobalStageAlone, TwoStageConfig
 from expolib.networks.unet import UNetConfig
-from expolib.training.config import TrainConfig
 from expolib.training.datasets import Source, training_sets
 from expolib.training.ev_fit import EVFitConfig, fit_ev_estimator
-from expolib.training.pix2pix import Pix2Pix
+from expolib.training.recipe import build_two_stage, recipe_config
 from expolib.training.trainer import Trainer
 
 UNET = UNetConfig(ngf=16, depth=7, residual=True)
-WORKING_SIDE = 192  # the U-Net sees whole scenes at this long side (128 px crops of photos 128-192 px)
+# the U-Net sees whole scenes at a long side of 192 px: 128 px crops of photos 128-192 px (crop_scale 1.5)
 CANDIDATE_THRESHOLDS = (0.5, 0.75, 1.0)
 TIE_DB = 0.1  # within this of the best mean PSNR over the mis-exposed levels counts as a tie
 
@@ -62,7 +60,7 @@ def choose_threshold(estimator: EVEstimator, side: int = 256) -> float:
     print("|---|---|---|---|---|---|")
     for threshold in CANDIDATE_THRESHOLDS:
         stages = TwoStageConfig(unet=UNET, estimator=estimator.config, threshold=threshold)
-        generator = TwoStageGenerator(stages)
+        generator = build_generator(stages)
         generator.estimator.load_state_dict(estimator.state_dict())
         alone = {"global stage": PhotoCorrector(GlobalStageAlone(generator.eval()), "guided")}
         per_camera = []
@@ -111,26 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     splits = tuple(split for split in args.fit_splits.split(",") if split)
     fit = EVFitConfig(examples=args.fit_examples, seed=args.seed)
     estimator = fit_ev_estimator(fit, splits=splits, log=log)
-    config = TrainConfig.from_budget(
+    # the recipe (camera family without input jitter, crop_scale 1.5, residual U-Net) at the shipped sizes
+    config = recipe_config(
         get_budget("standard"), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
-        out_dir=args.out,
-        camera="random", crop_scale=1.5, generator=UNET, discriminator=PatchConfig(ndf=16),
-        batch_size=8, image_size=128,
+        out_dir=args.out, generator=UNET, discriminator=PatchConfig(ndf=16), batch_size=8, image_size=128,
     )
-    runtime = config.runtime()
-    seed_everything(args.seed)
-    unet = dataclasses.replace(UNET, gemm_upsampling=runtime.gemm_convolutions)  # how it computes, not saved
-    generator = TwoStageGenerator(TwoStageConfig(unet=unet, estimator=estimator.config))
-    generator.estimator.load_state_dict(estimator.state_dict())
-    generator.working_side = WORKING_SIDE
-    model = Pix2Pix(generator, build_discriminator(config.discriminator), config, runtime)
-    train_set, val_set = training_sets(config, Source(), runtime.device)
+    model = build_two_stage(config, estimator)  # seeds with config.seed, then builds both networks
+    train_set, val_set = training_sets(config, Source(), model.device)
     trainer = Trainer(config, model, train_set, val_set, report=lambda line: print(line, file=sys.stderr))
     trainer.fit(resume=args.resume)
     if args.export:
-        path = save_generator(trainer.generator, args.export, half=True, working_side=WORKING_SIDE)
-        print(f"generator saved to {path}", file=sys.stderr)
-    print(f"done in {time.perf_counter() - began:.0f} s on {runtime.device}", file=sys.stderr)
+        side = trainer.generator.working_side
+        path = save_generator(trainer.generator, args.export, half=True, working_side=side)
+        print(f"generator saved to {path} (working side {side} px)", file=sys.stderr)
+    print(f"done in {time.perf_counter() - began:.0f} s on {model.device}", file=sys.stderr)
     return 0
 
 
