@@ -46,6 +46,7 @@ def test_missing_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
     assert "COMMAND" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_reports_version() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "expolib", "--version"], capture_output=True, text=True, timeout=120
@@ -186,6 +187,7 @@ def test_bench_refuses_a_device_that_is_not_one(capsys: pytest.CaptureFixture[st
     _one_error(err, "--device", "nonsense")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["correct", "missing.jpg", "--out", "out"],
     ["evaluate", "--weights", "missing.safetensors"],

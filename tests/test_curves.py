@@ -110,6 +110,7 @@ def test_train_seeds_runs_one_quiet_repeatable_run_per_seed(tmp_path, capsys) ->
     assert "%|" not in captured.err and "epoch 1/2" not in captured.err  # no bar, no messages
 
 
+@pytest.mark.slow
 def test_the_adversarial_loss_rises_while_validation_psnr_rises(tmp_path) -> None:
     """The claim chapters 6 and 7 print, at the quick budget's sizes: in every one of three seeds the
     generator's adversarial loss ends higher than it started while the validation PSNR ends higher too

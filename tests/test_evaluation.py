@@ -143,6 +143,7 @@ def _cli(argv: list[str]) -> int:
     return args.func(args)
 
 
+@pytest.mark.slow
 def test_cli_evaluates_baselines_on_the_embedded_test_photos(capsys: pytest.CaptureFixture[str]) -> None:
     status = _cli(["evaluate", "--no-model", "--baselines", "identity,report3x3", "--side", "48", "--quiet"])
     out = capsys.readouterr().out

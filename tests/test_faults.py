@@ -80,6 +80,7 @@ def _cap_below_checkpoints(run: Path) -> int:
     return cap
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_on_the_disk_is_one_error_and_keeps_the_previous(
         finished_run: Path, tmp_path: Path) -> None:
     import shutil
@@ -98,6 +99,7 @@ def test_a_checkpoint_that_does_not_fit_on_the_disk_is_one_error_and_keeps_the_p
     assert not [p for p in (root / "run").iterdir() if p.name.startswith(".")], "a temporary file is left"
 
 
+@pytest.mark.slow
 def test_an_export_that_does_not_fit_is_one_error_and_leaves_no_partial_file(
         finished_run: Path, tmp_path: Path) -> None:
     """``train --export`` after a finished run: the export is the only large file written."""
@@ -147,6 +149,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_corrected_photo_that_does_not_fit_is_one_error_and_keeps_the_previous(
         tiny_weights: Path, tmp_path: Path) -> None:
     _library(tmp_path / "in", count=2)

@@ -81,6 +81,7 @@ def test_load_pretrained_names_the_missing_file(monkeypatch: pytest.MonkeyPatch,
         modelfile.load_pretrained()
 
 
+@pytest.mark.slow
 def test_direct_mode_needs_more_memory_than_guided_mode_for_a_large_photo(tmp_path: Path) -> None:
     weights = tmp_path / "small.safetensors"
     save_generator(UNetGenerator(UNetConfig(ngf=16, depth=5)).eval(), weights)

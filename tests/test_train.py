@@ -868,6 +868,7 @@ tiny_trainer(config, KilledAt()).fit(resume=True)
 '''
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_scheduled_checkpoint_to_the_same_weights(tmp_path: Path) -> None:
     straight = tiny_trainer(tiny_config(tmp_path / "a", checkpoint_every=2, checkpoint_minutes=0.0, epochs=3),
                        TinyPairs())
