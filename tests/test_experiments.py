@@ -231,10 +231,14 @@ def two_threads() -> Iterator[None]:
 def test_chapter_5_claim_the_adversarial_term_adds_detail(bank: dict, two_threads: None) -> None:
     """Chapter 5's claim at a small size, on misaligned targets: L1 + adversarial leaves more detail
     than either reconstruction loss alone. (That L2 leaves less than L1 needs the longer runs of the
-    standard budget to clear the spread over seeds; the chapter prints whether it does.) It holds for
-    this seed on 2, 3 and 4 threads, not on 1, hence the two threads."""
+    standard budget to clear the spread over seeds; the chapter prints whether it does.) Like the
+    chapter, it reads the mean over three seeds: one seed alone at this size is noise (seed 0 leaves
+    L1 + adversarial below L2). Two threads, because the sums' order changes the numbers."""
     size = experiment_size(get_budget("quick"), **{**TINY.__dict__, "steps": 60, "ngf": 8, "lr": 2e-3})
     val = [{"input": bank["input"][i], "target": bank["target"][i]} for i in range(0, len(bank["input"]), 2)]
-    energy = {loss: evaluate_generator(train_generator(bank, size, 0, loss=loss, shift=2, progress=False),
-                                       val)["energy"] for loss in ("l2", "l1", "l1+adv")}
+    def detail(loss: str, seed: int) -> float:
+        model = train_generator(bank, size, seed, loss=loss, shift=2, progress=False)
+        return evaluate_generator(model, val)["energy"]
+
+    energy = {loss: sum(detail(loss, seed) for seed in (0, 1, 2)) / 3 for loss in ("l2", "l1", "l1+adv")}
     assert energy["l1+adv"] > max(energy["l1"], energy["l2"])
