@@ -21,6 +21,9 @@ import pytest
 
 os.environ["EXPOLIB_BUDGET"] = "quick"
 os.environ.setdefault("TQDM_MININTERVAL", "1")
+# Progress bars as text, as the book build draws them (expolib/progress.py): the chapters nbmake
+# executes save what the built pages show, which tests/test_saved_outputs.py checks.
+os.environ.setdefault("EXPOLIB_PROGRESS", "text")
 # Idle OpenMP threads sleep instead of spinning: with two cores, a spinning pool in one process
 # (a notebook kernel, a torchrun worker) starves the others several times over.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -10,6 +10,11 @@ that nothing lands in ``book/runs``.
 A bar is unfinished when its text says ``n/total`` with ``n < total``, or its saved widget state has
 ``value < max``. A bar drawn red (``bar_style == "danger"``) must be explained next to it: the
 markdown cell before or after the cell that shows it mentions "red".
+
+The book draws its progress bars as text (``EXPOLIB_PROGRESS=text``, see expolib/progress.py): a bar
+saved as a widget would need JavaScript from the internet on the built page, so none may be saved,
+and the built pages (``_build/html``, when the book was built) load no widget script. Every figure
+an executed chapter shows sits in a cell with a caption, and a caption is given to figures only.
 """
 
 from __future__ import annotations
@@ -99,6 +104,54 @@ def problems(notebook: dict[str, Any]) -> list[str]:
     return found
 
 
+def widget_bars(notebook: dict[str, Any]) -> list[str]:
+    """The progress bars ``notebook`` saved as widgets, one line each."""
+    cells = notebook["cells"]
+    state = notebook.get("metadata", {}).get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    found = []
+    for index, cell in enumerate(cells):
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view is None:
+                continue
+            models = [state[m].get("model_name") for m in _widget_children(state, view["model_id"])]
+            text = _text(output["data"].get("text/plain", ""))
+            if any(name in PROGRESS_MODELS for name in models) or TEXT_BAR.search(text):
+                found.append(f"cell {index}: a progress bar saved as a widget ({text.strip()[:60]!r})")
+    return found
+
+
+FIGURE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+
+
+def uncaptioned_figures(notebook: dict[str, Any]) -> list[str]:
+    """The figures an executed notebook shows without a caption, and the captioned cells that show
+    something else too (myst-nb would put the caption under that as well), one line each."""
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        shown = [output.get("data", {}) for output in cell.get("outputs", [])
+                 if output.get("output_type") in ("display_data", "execute_result")]
+        figures = [data for data in shown if any(kind in data for kind in FIGURE_TYPES)]
+        caption = cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("caption", "")
+        if figures and not caption:
+            found.append(f"cell {index} ({cell.get('id')}): {len(figures)} figure(s) without a caption")
+        if caption and len(figures) < len(shown):
+            found.append(f"cell {index} ({cell.get('id')}): captioned, but shows something that is not a figure")
+    return found
+
+
+# The widget JavaScript that myst-nb loads from the internet into a page that saved widget state
+# (unless nb_ipywidgets_js is empty), and the saved state of a progress widget.
+WIDGET_SCRIPTS = ("@jupyter-widgets/html-manager", "require.min.js", "FloatProgressModel", "IntProgressModel")
+
+
+def widget_scripts(page: str) -> list[str]:
+    """Which of :data:`WIDGET_SCRIPTS` a built HTML page holds: widget scripts from the internet, or
+    a progress bar's saved widget state."""
+    return [script for script in WIDGET_SCRIPTS if script in page]
+
+
 # ------------------------------------------------------------------------------------------------
 # The checker itself, on small notebooks made here
 
@@ -132,6 +185,38 @@ def test_the_checker_finds_unfinished_and_unexplained_bars() -> None:
         "cell 0: a red (danger) bar without a word about it next to it"]
     explained = _bar_notebook(10, 10, style="danger", prose="The bar is red because we stopped it.")
     assert problems(explained) == []
+
+
+def test_the_checker_finds_a_bar_saved_as_a_widget() -> None:
+    assert widget_bars(_bar_notebook(10, 10)) == [
+        "cell 0: a progress bar saved as a widget ('training:   0%|          | 0/10 [00:00<?, ?step/s]')"]
+    done = "training: 100%|##########| 10/10 [00:01<00:00]\n"
+    text_only = {"cells": [{"cell_type": "code", "source": "fit()",
+                            "outputs": [{"output_type": "stream", "name": "stderr", "text": done}]}]}
+    assert widget_bars(text_only) == []
+
+
+def test_the_checker_finds_figures_without_captions() -> None:
+    figure = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}}
+    table = {"output_type": "display_data", "data": {"text/html": "<table></table>", "text/plain": "table"}}
+    captioned = {"mystnb": {"figure": {"caption": "A plot."}}}
+    notebook = {"cells": [
+        {"cell_type": "code", "id": "a", "metadata": {}, "outputs": [figure]},
+        {"cell_type": "code", "id": "b", "metadata": captioned, "outputs": [figure, figure]},
+        {"cell_type": "code", "id": "c", "metadata": captioned, "outputs": [figure, table]},
+        {"cell_type": "code", "id": "d", "metadata": {}, "outputs": [table]},
+    ]}
+    assert uncaptioned_figures(notebook) == [
+        "cell 0 (a): 1 figure(s) without a caption",
+        "cell 2 (c): captioned, but shows something that is not a figure"]
+
+
+def test_the_checker_finds_widget_scripts_in_a_page() -> None:
+    page = ('<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js"></script>'
+            '<script type="application/vnd.jupyter.widget-state+json">'
+            '{"state": {"a": {"model_name": "FloatProgressModel"}}}</script>')
+    assert widget_scripts(page) == ["require.min.js", "FloatProgressModel"]
+    assert widget_scripts("<p>training: 100%|##########| 10/10</p>") == []
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,3 +266,23 @@ def test_no_saved_output_holds_an_unfinished_progress_bar(executed: dict[str, An
     for name, notebook in executed.items():
         found += [f"{name}: {line}" for line in problems(notebook)]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.slow
+def test_no_executed_chapter_saves_a_progress_bar_as_a_widget(executed: dict[str, Any]) -> None:
+    found = [f"{name}: {line}" for name, notebook in executed.items() for line in widget_bars(notebook)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.slow
+def test_every_figure_an_executed_chapter_shows_has_a_caption(executed: dict[str, Any]) -> None:
+    found = [f"{name}: {line}" for name, notebook in executed.items() for line in uncaptioned_figures(notebook)]
+    assert not found, "\n".join(found)
+
+
+def test_the_built_pages_load_no_widget_script_and_hold_no_progress_widget() -> None:
+    pages = sorted((ROOT / "_build" / "html" / "book").glob("[0-9][0-9]_*.html"))
+    if not pages:
+        pytest.skip("the book is not built here (jupyter-book build .)")
+    found = {page.name: widget_scripts(page.read_text()) for page in pages}
+    assert not any(found.values()), found

@@ -25,7 +25,6 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from expolib.book.loops import endless, fit_reconstruction
 from expolib.config import Budget, Runtime, get_budget, pick_device, seed_everything
@@ -36,6 +35,7 @@ from expolib.imaging.transforms import LUMA_WEIGHTS, denormalize, normalize
 from expolib.networks.factory import build_discriminator, build_generator
 from expolib.networks.patchgan import PatchConfig
 from expolib.networks.unet import UNetConfig
+from expolib.progress import progress_bar
 from expolib.training.config import TrainConfig
 from expolib.training.losses import LAMBDA_L1, AdversarialLoss, discriminator_loss
 from expolib.training.pix2pix import Pix2Pix, build_pix2pix
@@ -211,7 +211,7 @@ def train_pix2pix(bank: Batch, size: ExperimentSize, seed: int, flip: Optional[s
     model = build_pix2pix(config, config.runtime())
     stream = endless(loader)
     desc = f"l1+adv (lambda {lambda_l1:g}), seed {seed}"
-    for _ in tqdm(range(size.steps), desc=desc, disable=not progress):
+    for _ in progress_bar(range(size.steps), desc=desc, disable=not progress):
         batch = next(stream)
         model.train_step(batch["input"], batch["target"])
     return model
@@ -261,7 +261,7 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
     optimiser = torch.optim.Adam(disc.parameters(), lr=size.lr, betas=(0.5, 0.999))
     stream, draw = endless(BankLoader(bank, size.batch, seed)), torch.Generator().manual_seed(seed)
     losses, bce = [], AdversarialLoss()
-    for _ in tqdm(range(size.steps), desc=f"D, {fakes} fakes, seed {seed}", disable=not progress):
+    for _ in progress_bar(range(size.steps), desc=f"D, {fakes} fakes, seed {seed}", disable=not progress):
         batch = next(stream)
         fake = batch["input"] if fakes == "input" else hard_fakes(batch["target"], draw, shift)
         x, y, fake = batch["input"].to(device), batch["target"].to(device), fake.to(device)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+
+from expolib.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -73,7 +74,7 @@ def fit_reconstruction(model: nn.Module, loader: Iterable[dict[str, Any]], steps
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
     batches = endless(loader)
     losses = []
-    for _ in tqdm(range(steps), desc=desc or f"{loss.upper()} training", disable=not progress):
+    for _ in progress_bar(range(steps), desc=desc or f"{loss.upper()} training", disable=not progress):
         batch = next(batches)
         x, y = batch["input"].to(device), batch["target"].to(device)
         value = loss_fn(model(x), y)

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from expolib.book.experiments import format_mean_sd
 from expolib.book.loss_curves import curve_config
 from expolib.config import Budget
@@ -27,6 +25,7 @@ from expolib.evaluation.baselines import Identity
 from expolib.evaluation.infer import PhotoCorrector
 from expolib.evaluation.protocol import EvaluationTable, Table, evaluate
 from expolib.networks.ev_estimator import EVEstimator
+from expolib.progress import progress_bar
 from expolib.training.config import TrainConfig
 from expolib.training.datasets import Source, training_sets
 from expolib.training.pix2pix import prepare_pix2pix
@@ -79,7 +78,7 @@ def train_recipe_steps(budget: Budget, estimator: EVEstimator, items: Sequence[M
     results: dict[str, list[EvaluationTable]] = {step.label: [] for step in steps}
     results[GUIDED] = []
     runs = [(step, seed) for step in steps for seed in seeds]
-    for step, seed in tqdm(runs, desc="recipe steps", disable=not progress):
+    for step, seed in progress_bar(runs, desc="recipe steps", disable=not progress):
         config = step_config(budget, step, seed, str(Path(out_dir) / f"{step.slug}-seed{seed}"))
         model = build_two_stage(config, estimator) if step.global_stage else prepare_pix2pix(config)
         train_set, _ = training_sets(config, Source(), model.device, validation=False)

@@ -23,12 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from tqdm.auto import tqdm
-
 from expolib.evaluation.baselines import Bound
 from expolib.evaluation.corrector import Corrector, run_corrector
 from expolib.evaluation.metrics import HIGHER_IS_BETTER, METRICS, checkerboard, delta_e00, psnr, ssim
 from expolib.imaging.transforms import denormalize
+from expolib.progress import progress_bar
 
 METRIC_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "delta_e00": "ΔE00 ↓",
                  "checkerboard": "checkerboard (1 = as the truth)"}
@@ -282,7 +281,7 @@ def evaluate(
     total = len(dataset) if hasattr(dataset, "__len__") else None  # type: ignore[arg-type]
     if max_items is not None and total is not None:
         total = min(total, max_items)
-    bar = tqdm(dataset, total=total, desc=f"evaluating {label}", disable=not progress, leave=False)
+    bar = progress_bar(dataset, total=total, desc=f"evaluating {label}", disable=not progress, leave=False)
     for index, item in enumerate(bar):
         if max_items is not None and index >= max_items:
             break

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from expolib.progress import progress_bar
 from expolib.training.distributed import Process
 from expolib.training.history import History
 from expolib.training.losses import TERM_LABELS
@@ -77,7 +77,7 @@ class RunProgress:
     since this call started, and one estimate of the time left after the first few steps."""
 
     def __init__(self, total: int, done_before: int, images_per_step: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, initial=min(total, done_before), desc="training", unit="step",
+        self.bar = progress_bar(total=total, initial=min(total, done_before), desc="training", unit="step",
                         disable=not enabled, dynamic_ncols=True)
         self.images_per_step, self.started, self.done = images_per_step, time.perf_counter(), 0
         self.estimate_at = min(20, max(3, total // 20))  # steps after which the run's length is estimated

@@ -36,9 +36,9 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from expolib.networks.modelfile import generator_checkpoint
+from expolib.progress import progress_write
 from expolib.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -74,7 +74,7 @@ class Trainer:
                  val_set: Optional[Dataset] = None, report: Optional[Callable[[str], None]] = None) -> None:
         self.config, self.model, self.train_set, self.val_set = config, model, train_set, val_set
         self.process, self.device = model.process, model.device
-        self._report = report or (lambda message: tqdm.write(message, file=sys.stderr))
+        self._report = report or (lambda message: progress_write(message, file=sys.stderr))
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(model.opt_g, lambda e: lr_factor(config, e))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(model.opt_d, lambda e: lr_factor(config, e))
         self.out_dir = Path(config.out_dir)

@@ -1,0 +1,73 @@
+"""The one progress-bar factory: a widget or terminal bar by default, plain text rarely drawn when
+``EXPOLIB_PROGRESS=text`` (the book build), and the Sphinx extension that asks for text."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import pytest
+import tqdm.auto
+import tqdm.std
+
+from expolib.progress import PROGRESS_ENV, bar_class, progress_bar, progress_style, progress_write
+
+
+def test_the_default_is_tqdm_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    assert progress_style() == "auto" and bar_class() is tqdm.auto.tqdm
+    monkeypatch.setenv(PROGRESS_ENV, " AUTO ")
+    assert progress_style() == "auto"
+
+
+def test_an_unknown_style_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROGRESS_ENV, "widgets")
+    with pytest.raises(ValueError, match="EXPOLIB_PROGRESS='widgets'"):
+        progress_style()
+
+
+def test_text_bars_keep_one_line_their_last_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROGRESS_ENV, "text")
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    assert bar_class() is tqdm.std.tqdm
+    out = io.StringIO()
+    for _ in progress_bar(range(500), desc="steps", file=out, dynamic_ncols=True):
+        pass
+    text = out.getvalue()
+    # drawn when it starts and when it ends, not once per refresh
+    assert text.count("\r") <= 3, repr(text)
+    last = text.split("\n")[0].split("\r")[-1]
+    assert re.match(r"steps: 100%\|.*\| 500/500 ", last), last
+    assert text.endswith("\n") and text.count("\n") == 1
+
+
+def test_text_bars_that_would_vanish_are_not_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROGRESS_ENV, "text")
+    out = io.StringIO()
+    bar = progress_bar(range(3), desc="evaluating", leave=False, file=out)
+    assert list(bar) == [0, 1, 2] and out.getvalue() == ""
+
+
+def test_a_line_written_between_bars_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROGRESS_ENV, "text")
+    out = io.StringIO()
+    bar = progress_bar(total=2, desc="training", file=out)
+    bar.update(1)
+    progress_write("epoch 1/2: done", file=out)
+    bar.update(1)
+    bar.close()
+    lines = [line.split("\r")[-1] for line in out.getvalue().split("\n")]
+    assert "epoch 1/2: done" in lines
+    assert any(re.match(r"training: 100%.*2/2", line) for line in lines), lines
+
+
+def test_the_book_build_asks_for_text_bars(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expolib.book import sphinx_build
+
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    assert sphinx_build.setup(object())["parallel_read_safe"] is True
+    assert os.environ[PROGRESS_ENV] == "text"
+    monkeypatch.setenv(PROGRESS_ENV, "auto")  # a reader's own choice stays
+    sphinx_build.setup(object())
+    assert os.environ[PROGRESS_ENV] == "auto"
