@@ -232,3 +232,65 @@ def test_the_repository_has_one_address_everywhere() -> None:
     config = (ROOT / "_config.yml").read_text()
     ours = re.search(r"url: https://github\.com/([\w.-]+/[\w.-]+)", config).group(1)
     assert found == {ours}, f"more than one repository address: {sorted(found)}"
+
+
+def _caption_tool():
+    """tools/caption_figures.py, which says which cells draw and applies the captions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("caption_figures", ROOT / "tools" / "caption_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_caption_tool_finds_the_cells_that_draw() -> None:
+    tool = _caption_tool()
+
+    def code(source: str) -> dict:
+        return {"cell_type": "code", "source": source, "metadata": {}}
+
+    notebook = {"cells": [
+        code('%pip install x\nimport matplotlib.pyplot as plt\n\n\ndef show(images):\n'
+             '    fig, axes = plt.subplots(1, len(images))\n    plt.show()\n\n\ndef twice(images):\n'
+             '    show(images)\n    show(images)\n'),                  # 0: defines helpers, draws nothing
+        code("twice([1, 2])"),                                           # 1: a helper of a helper
+        code("fig = show_grid([[a, b]])\nplt.show()"),                  # 2: expolib's helper
+        code("for k in range(3):\n    print(k)"),                       # 3: no figure
+        code("if x:\n    draw_unet(config)"),                           # 4: nested in a statement
+        {"cell_type": "markdown", "source": "plt.show()", "metadata": {}},
+        code("def later():\n    plt.plot([1])"),                        # 6: a definition only
+        code('if "colab" in sys.modules:\n    !pip install x'),        # 7: a shell escape
+    ]}
+    assert tool.drawing_cells(notebook) == [1, 2, 4]
+    notebook["cells"][1]["metadata"] = {"mystnb": {"figure": {"caption": "Two figures."}}}
+    assert tool.caption_of(notebook["cells"][1]) == "Two figures." and tool.caption_of(notebook["cells"][2]) == ""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_has_a_caption(path: Path) -> None:
+    """A code cell that draws a figure carries a caption in its metadata (``mystnb.figure.caption``),
+    which the built book shows under the figure; tools/caption_figures.py applies them."""
+    tool = _caption_tool()
+    notebook = json.loads(path.read_text())
+    missing = [f"cell {notebook['cells'][i].get('id')} (index {i})" for i in tool.drawing_cells(notebook)
+               if not tool.caption_of(notebook["cells"][i]).strip()]
+    assert not missing, f"figures without a caption (add them to tools/figure_captions.json): {missing}"
+
+
+def test_the_captions_file_matches_the_chapters() -> None:
+    """Every caption in tools/figure_captions.json names a code cell that exists and is in its metadata
+    (run ``python tools/caption_figures.py`` after a chapter's cells change)."""
+    tool = _caption_tool()
+    captions = json.loads((ROOT / "tools" / "figure_captions.json").read_text())
+    assert captions and all(c.strip() for chapter in captions.values() for c in chapter.values())
+    assert tool.apply(captions, check=True) == []
+
+
+def test_the_build_draws_progress_as_text_and_loads_no_widget_script() -> None:
+    """The book build asks its kernels for text progress bars (expolib.book.sphinx_build), collapses a
+    bar's redraws to its last state (merged streams), and adds no widget JavaScript from the internet."""
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    assert "expolib.book.sphinx_build" in sphinx["extra_extensions"]
+    assert sphinx["config"]["nb_merge_streams"] is True
+    assert sphinx["config"]["nb_ipywidgets_js"] == {}
