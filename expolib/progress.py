@@ -6,11 +6,12 @@ Where a bar is drawn depends on where it will be read, which the environment var
 
 - ``auto`` (the default): ``tqdm.auto``, a widget in a live notebook (JupyterLab, Notebook, Colab),
   text in a terminal.
-- ``text``: plain text in every case, drawn rarely (:data:`TEXT_MININTERVAL`), so that an executed
-  notebook keeps each bar as one line of text, its last state, and no widget. The book build sets it
-  (``expolib.book.sphinx_build``): a saved widget needs JavaScript from the internet to show on a
-  built page, and a text bar redrawn hundreds of times fills the page with its drawings. A bar that
-  would vanish when it ends (``leave=False``) is not drawn at all in this style.
+- ``text``: plain text in every case, drawn once, when the bar closes (:class:`TextBar`), so that an
+  executed notebook keeps each bar as one line of text, its last state, and no widget. The book build
+  sets it (``expolib.book.sphinx_build``): a saved widget needs JavaScript from the internet to show
+  on a built page, and each drawing of a text bar that reaches the notebook as an output of its own
+  stays on the page as a line of its own. A bar that would vanish when it ends (``leave=False``) is
+  not drawn at all in this style.
 """
 
 from __future__ import annotations
@@ -24,7 +25,25 @@ import tqdm.std
 
 PROGRESS_ENV = "EXPOLIB_PROGRESS"
 STYLES = ("auto", "text")
-TEXT_MININTERVAL = 60.0  # seconds between two drawings of a text bar (its first and last are always drawn)
+
+
+class TextBar(tqdm.std.tqdm):
+    """tqdm's text bar, drawn only when it closes: one line, its last state (counts, time, postfix)."""
+
+    _closing = False
+
+    def display(self, msg: Optional[str] = None, pos: Optional[int] = None) -> bool:
+        if not self._closing:
+            return True
+        return bool(super().display(msg, pos))
+
+    def clear(self, nolock: bool = False) -> None:
+        if self._closing:
+            super().clear(nolock)
+
+    def close(self) -> None:
+        self._closing = True
+        super().close()
 
 
 def progress_style() -> str:
@@ -37,7 +56,7 @@ def progress_style() -> str:
 
 def bar_class() -> type[tqdm.std.tqdm]:
     """The tqdm class bars are drawn with in the current style."""
-    return tqdm.std.tqdm if progress_style() == "text" else tqdm.auto.tqdm
+    return TextBar if progress_style() == "text" else tqdm.auto.tqdm
 
 
 def progress_bar(iterable: Optional[Iterable[Any]] = None, **kwargs: Any) -> tqdm.std.tqdm:
@@ -46,7 +65,6 @@ def progress_bar(iterable: Optional[Iterable[Any]] = None, **kwargs: Any) -> tqd
     if progress_style() == "text":
         if kwargs.get("leave", True) is False:  # a bar meant to vanish: nothing to keep on a page
             kwargs["disable"] = True
-        kwargs.setdefault("mininterval", TEXT_MININTERVAL)
         kwargs.pop("dynamic_ncols", None)  # a page has no terminal width to follow
     return bar_class()(iterable, **kwargs)
 
@@ -56,5 +74,5 @@ def progress_write(message: str, file: Optional[TextIO] = None) -> None:
     bar_class().write(message, file=file)
 
 
-__all__ = ["PROGRESS_ENV", "STYLES", "TEXT_MININTERVAL", "bar_class", "progress_bar", "progress_style",
+__all__ = ["PROGRESS_ENV", "STYLES", "TextBar", "bar_class", "progress_bar", "progress_style",
            "progress_write"]

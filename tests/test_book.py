@@ -264,7 +264,8 @@ def test_the_caption_tool_finds_the_cells_that_draw() -> None:
     ]}
     assert tool.drawing_cells(notebook) == [1, 2, 4]
     notebook["cells"][1]["metadata"] = {"mystnb": {"figure": {"caption": "Two figures."}}}
-    assert tool.caption_of(notebook["cells"][1]) == "Two figures." and tool.caption_of(notebook["cells"][2]) == ""
+    assert tool.caption_of(notebook["cells"][1]) == "Two figures."
+    assert tool.caption_of(notebook["cells"][2]) == ""
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

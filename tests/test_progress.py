@@ -1,5 +1,5 @@
-"""The one progress-bar factory: a widget or terminal bar by default, plain text rarely drawn when
-``EXPOLIB_PROGRESS=text`` (the book build), and the Sphinx extension that asks for text."""
+"""The one progress-bar factory: a widget or terminal bar by default, plain text drawn once, when the
+bar closes, with ``EXPOLIB_PROGRESS=text`` (the book build), and the Sphinx extension that asks for text."""
 
 from __future__ import annotations
 
@@ -30,16 +30,24 @@ def test_an_unknown_style_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_text_bars_keep_one_line_their_last_state(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PROGRESS_ENV, "text")
     monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
-    assert bar_class() is tqdm.std.tqdm
+    assert issubclass(bar_class(), tqdm.std.tqdm) and bar_class() is not tqdm.auto.tqdm
     out = io.StringIO()
-    for _ in progress_bar(range(500), desc="steps", file=out, dynamic_ncols=True):
-        pass
+    bar = progress_bar(range(500), desc="steps", file=out, dynamic_ncols=True, mininterval=0)
+    for k in bar:
+        if k == 250:
+            bar.set_postfix(loss=0.5)
+            assert out.getvalue() == ""  # nothing while it runs
     text = out.getvalue()
-    # drawn when it starts and when it ends, not once per refresh
-    assert text.count("\r") <= 3, repr(text)
-    last = text.split("\n")[0].split("\r")[-1]
-    assert re.match(r"steps: 100%\|.*\| 500/500 ", last), last
-    assert text.endswith("\n") and text.count("\n") == 1
+    # drawn once, when it ends: a carriage return, the last state, a newline
+    assert re.fullmatch(r"\rsteps: 100%\|[^\r\n]*\| 500/500 \[[^\r\n]*loss=0\.5\]\n", text), repr(text)
+
+
+def test_a_text_bar_stopped_early_shows_where_it_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROGRESS_ENV, "text")
+    out = io.StringIO()
+    with progress_bar(total=10, desc="training", file=out) as bar:
+        bar.update(4)
+    assert re.fullmatch(r"\rtraining:  40%\|[^\r\n]*\| 4/10 [^\r\n]*\n", out.getvalue()), repr(out.getvalue())
 
 
 def test_text_bars_that_would_vanish_are_not_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,8 +66,8 @@ def test_a_line_written_between_bars_is_kept(monkeypatch: pytest.MonkeyPatch) ->
     bar.update(1)
     bar.close()
     lines = [line.split("\r")[-1] for line in out.getvalue().split("\n")]
-    assert "epoch 1/2: done" in lines
-    assert any(re.match(r"training: 100%.*2/2", line) for line in lines), lines
+    assert lines[0] == "epoch 1/2: done" and re.match(r"training: 100%.*2/2", lines[1]), lines
+    assert lines[2:] == [""]
 
 
 def test_the_book_build_asks_for_text_bars(monkeypatch: pytest.MonkeyPatch) -> None:

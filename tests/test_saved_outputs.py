@@ -137,7 +137,8 @@ def uncaptioned_figures(notebook: dict[str, Any]) -> list[str]:
         if figures and not caption:
             found.append(f"cell {index} ({cell.get('id')}): {len(figures)} figure(s) without a caption")
         if caption and len(figures) < len(shown):
-            found.append(f"cell {index} ({cell.get('id')}): captioned, but shows something that is not a figure")
+            found.append(f"cell {index} ({cell.get('id')}): captioned, but shows something that is not "
+                         "a figure")
     return found
 
 
@@ -276,7 +277,8 @@ def test_no_executed_chapter_saves_a_progress_bar_as_a_widget(executed: dict[str
 
 @pytest.mark.slow
 def test_every_figure_an_executed_chapter_shows_has_a_caption(executed: dict[str, Any]) -> None:
-    found = [f"{name}: {line}" for name, notebook in executed.items() for line in uncaptioned_figures(notebook)]
+    found = [f"{name}: {line}" for name, notebook in executed.items()
+             for line in uncaptioned_figures(notebook)]
     assert not found, "\n".join(found)
 
 
