@@ -79,3 +79,19 @@ def test_the_book_build_asks_for_text_bars(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv(PROGRESS_ENV, "auto")  # a reader's own choice stays
     sphinx_build.setup(object())
     assert os.environ[PROGRESS_ENV] == "auto"
+
+
+def test_only_the_factory_imports_tqdm() -> None:
+    """Every progress bar of the library goes through expolib.progress, so that the style applies to it."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "expolib"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name == "tqdm" or name.startswith("tqdm.") for name in names):
+                found.append(str(path.relative_to(package)))
+    assert sorted(set(found)) == ["progress.py"], found
