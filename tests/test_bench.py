@@ -3,6 +3,7 @@ against a count by hand of every convolution the step runs)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,20 @@ def test_bench_quick_prints_every_field(capsys: pytest.CaptureFixture[str]) -> N
     for row in rows:
         assert float(row[3]) > 0 and float(row[7]) > 0  # ms per image and GFLOP/s were measured
         assert row[-1].endswith("%")
+
+
+def test_bench_seeds_times_both_ways_for_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["bench", "--seeds", "--quick"])
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("3 seeds at the experiment size")
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"l1", "pix2pix", "discriminator"}
+    for row in rows.values():
+        alone, batched, gain = re.search(r"another\s+([\d.]+) ms/step\s+batched\s+([\d.]+) ms/step\s+gain\s+([\d.]+)x",
+                                         row).groups()
+        assert float(alone) > 0 and float(batched) > 0
+        assert float(gain) == pytest.approx(float(alone) / float(batched), rel=0.05)
 
 
 def conv_flops(module: nn.Module, *inputs: torch.Tensor) -> list[int]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any, Optional
 
 import torch
@@ -66,6 +67,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                      help="long side of the generated MSEC-layout photos (default 512)")
     e2e.add_argument("--compile", action="store_true",
                      help="also time torch.compile (reports the run's time including compilation)")
+    seeds = parser.add_argument_group(
+        "seeds", "--seeds times the three seeds of a chapter experiment trained one after another against "
+        "the same three trained as one batched model (torch.func.vmap), at the budget's experiment size")
+    seeds.add_argument("--seeds", action="store_true", help="time batched seeds instead")
+    seeds.add_argument("--budget", choices=("quick", "standard", "full"), default="standard",
+                       help="whose experiment size to time (default standard)")
     parser.set_defaults(func=_run_cli)
 
 
@@ -89,6 +96,15 @@ def _run_cli(args: argparse.Namespace) -> int:
     out = lambda line: print(line, flush=True)  # noqa: E731
     if args.end_to_end:
         _end_to_end(args, out)
+        return 0
+    if args.seeds:
+        from expolib.benchmarks.seeds import bench_seeds
+        from expolib.book.experiments import SIZES
+
+        size = SIZES[args.budget]
+        if args.quick:  # a tiny network, for tests: seconds
+            size = dataclasses.replace(size, ngf=4, ndf=4, depth=5, batch=2)
+        bench_seeds(size, steps=args.steps or (2 if args.quick else 20), out=out)
         return 0
     run_bench(devices=args.device, precision=args.precision, batch_sizes=args.batch_sizes,
               quick=args.quick, repeats=args.repeats, channels_last=auto_to_none(args.channels_last),
