@@ -258,7 +258,8 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
         raise ValueError(f"fakes must be one of {FAKE_KINDS}, got {fakes!r}")
     device = device if device is not None else pick_device()
     if fakes == "reexposed":  # both re-exposures of every target rendered once; each step draws a sign
-        bank = {**bank, "brighter": reexpose(bank["target"], shift), "darker": reexpose(bank["target"], -shift)}
+        targets = bank["target"]
+        bank = {**bank, "brighter": reexpose(targets, shift), "darker": reexpose(targets, -shift)}
     seed_everything(seed)
     disc = build_discriminator(PatchConfig(ndf=size.ndf)).to(device).train()
     optimiser = torch.optim.Adam(disc.parameters(), lr=size.lr, betas=(0.5, 0.999))
@@ -377,9 +378,10 @@ def separated(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 __all__ = [
-    "BankLoader", "CRITIC_LR", "CRITIC_MIN_STEPS", "ExperimentSize", "FAKE_KINDS", "critic_size", "GENERATOR_LOSSES", "SIZES", "contrast",
+    "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "contrast",
     "evaluate_generator", "experiment_runtime", "experiment_size", "flip_batch", "format_mean_sd",
     "gradient_energy", "hard_fakes", "images_trained", "mean_sd", "p_real", "pair_bank", "reexpose",
-    "ranked_real", "separated", "shift_targets",
+    "separated", "shift_targets",
     "train_discriminator", "train_generator", "train_pix2pix", "validation_photos",
+    "CRITIC_LR", "CRITIC_MIN_STEPS", "critic_size", "ranked_real",
 ]
