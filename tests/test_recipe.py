@@ -15,8 +15,9 @@ from expolib.data.rendered import EmbeddedPairs
 from expolib.evaluation.baselines import Identity
 from expolib.evaluation.infer import PhotoCorrector
 from expolib.evaluation.protocol import evaluate
-from expolib.networks.ev_estimator import LEAVE_ALONE_EV
-from expolib.networks.modelfile import working_side_for
+from expolib.imaging.transforms import resize_long_side
+from expolib.networks.ev_estimator import LEAVE_ALONE_EV, exposure_features
+from expolib.networks.modelfile import MODEL_CARD_PATH, load_pretrained, working_side_for
 from expolib.networks.two_stage import TwoStageGenerator
 from expolib.training.datasets import Source, training_sets
 from expolib.training.ev_fit import DEFAULT_FIT, EVFitConfig, fit_ev_estimator
@@ -100,6 +101,26 @@ def test_the_shipped_run_record_agrees_with_the_model_card(tmp_path) -> None:
     assert photos and f"({photos.group(1)} photos of" in card
     path = SHIPPED_RUN.save(tmp_path / "run.json")
     assert RecipeRun.load(path) == SHIPPED_RUN and SHIPPED_RUN.pairs == SHIPPED_RUN.steps * SHIPPED_RUN.batch_size
+
+
+def test_the_model_card_states_the_sides_the_shipped_global_stage_reads() -> None:
+    """The sides the card gives for the estimator's copies (histograms, noise cue) and for guided
+    correction are the shipped file's, and the estimator reads them: a photo twice the histogram side
+    gives the same histogram features as its copy at that side, and a noise cue of its own."""
+    card = MODEL_CARD_PATH.read_text()
+    model = load_pretrained()
+    side, noise_side = model.config.estimator.side, model.config.estimator.noise_side
+    assert f"from a copy at a long side of {side} px" in card
+    assert f"from the photo at a long side of at most {noise_side} px (never enlarged)" in card
+    assert f"Its histograms read a {side} px copy at every size" in card
+    assert f"`correct` runs it guided: at a long side of {model.working_side} px" in card
+    assert not re.search(r"reads a \d+ px copy of the photo", card)  # one place says which copy, not two
+    photo = torch.rand(1, 3, 2 * side, 2 * side, generator=torch.Generator().manual_seed(0))
+    copy = resize_long_side(photo, side)
+    big, small = (exposure_features(p, model.config.estimator) for p in (photo, copy))
+    noise = model.config.estimator.noise_bands
+    assert torch.allclose(big[:, :-noise], small[:, :-noise], atol=1e-4)  # the histograms read the copy
+    assert not torch.allclose(big[:, -noise:], small[:, -noise:], atol=1e-2)  # the noise cue does not
 
 
 def test_each_recipe_step_keeps_the_changes_before_it() -> None:

@@ -9,7 +9,8 @@ photos. The pieces:
 - :func:`flip_batch`: horizontal flips of a batch, paired or (the report's bug) on the input only.
 - :func:`reexpose`, :func:`hard_fakes`: the target re-exposed by a fraction of a stop.
 - :func:`train_generator`, :func:`train_discriminator`: one seeded run.
-- :func:`gradient_energy`, :func:`evaluate_generator`, :func:`p_real`: the measurements.
+- :func:`critic_size`: the size of chapter 4's critic runs (a lower learning rate, more steps).
+- :func:`gradient_energy`, :func:`evaluate_generator`, :func:`p_real`, :func:`ranked_real`: the measurements.
 - :func:`mean_sd`, :func:`format_mean_sd`: summaries over seeds.
 """
 
@@ -256,6 +257,9 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
     if fakes not in FAKE_KINDS:
         raise ValueError(f"fakes must be one of {FAKE_KINDS}, got {fakes!r}")
     device = device if device is not None else pick_device()
+    if fakes == "reexposed":  # both re-exposures of every target rendered once; each step draws a sign
+        targets = bank["target"]
+        bank = {**bank, "brighter": reexpose(targets, shift), "darker": reexpose(targets, -shift)}
     seed_everything(seed)
     disc = build_discriminator(PatchConfig(ndf=size.ndf)).to(device).train()
     optimiser = torch.optim.Adam(disc.parameters(), lr=size.lr, betas=(0.5, 0.999))
@@ -263,7 +267,11 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
     losses, bce = [], AdversarialLoss()
     for _ in progress_bar(range(size.steps), desc=f"D, {fakes} fakes, seed {seed}", disable=not progress):
         batch = next(stream)
-        fake = batch["input"] if fakes == "input" else hard_fakes(batch["target"], draw, shift)
+        if fakes == "input":
+            fake = batch["input"]
+        else:  # as hard_fakes(batch["target"], draw, shift) draws them, without rendering at every step
+            brighter = (torch.randint(0, 2, (len(batch["target"]),), generator=draw) == 1).view(-1, 1, 1, 1)
+            fake = torch.where(brighter, batch["brighter"], batch["darker"])
         x, y, fake = batch["input"].to(device), batch["target"].to(device), fake.to(device)
         loss = discriminator_loss(disc(x, y), disc(x, fake), bce).total
         optimiser.zero_grad(set_to_none=True)
@@ -271,6 +279,20 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
         optimiser.step()
         losses.append(loss.item())
     return disc, losses
+
+
+#: Adam's learning rate of the critics of chapter 4's "Harder fakes": lower than the generator runs'
+#: (:attr:`ExperimentSize.lr`), at which a critic of hard fakes often stayed at chance for its whole run.
+CRITIC_LR = 3e-4
+#: The fewest steps a critic of hard fakes trains (the quick budget's generator runs are shorter).
+CRITIC_MIN_STEPS = 400
+
+
+def critic_size(budget: Optional[Budget] = None) -> ExperimentSize:
+    """The size of chapter 4's critic runs in ``budget``: :func:`experiment_size`'s crops and widths,
+    twice a generator run's steps (at least :data:`CRITIC_MIN_STEPS`) and :data:`CRITIC_LR`."""
+    size = experiment_size(budget)
+    return dataclasses.replace(size, steps=max(CRITIC_MIN_STEPS, 2 * size.steps), lr=CRITIC_LR)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -326,6 +348,13 @@ def p_real(disc: nn.Module, conditions: torch.Tensor, candidates: torch.Tensor) 
     return torch.sigmoid(logits.float()).mean(dim=(1, 2, 3)).cpu()
 
 
+def ranked_real(disc: nn.Module, conditions: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> float:
+    """The share of pairs whose real candidate gets a higher P(real) than its fake one (:func:`p_real`,
+    each kind judged as a batch of its own): 0.5 is a critic that cannot tell them apart, 1 one that
+    ranks every pair right, however it has calibrated its probabilities."""
+    return float((p_real(disc, conditions, real) > p_real(disc, conditions, fake)).float().mean())
+
+
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of runs over seeds."""
     values = [float(v) for v in values]
@@ -354,4 +383,5 @@ __all__ = [
     "gradient_energy", "hard_fakes", "images_trained", "mean_sd", "p_real", "pair_bank", "reexpose",
     "separated", "shift_targets",
     "train_discriminator", "train_generator", "train_pix2pix", "validation_photos",
+    "CRITIC_LR", "CRITIC_MIN_STEPS", "critic_size", "ranked_real",
 ]

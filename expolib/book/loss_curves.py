@@ -25,7 +25,7 @@ from expolib.config import Budget
 from expolib.networks.unet import UNetConfig
 from expolib.training.config import NETWORK_SETTINGS, TrainConfig, with_network_settings
 from expolib.training.history import History
-from expolib.training.pix2pix import prepare_pix2pix
+from expolib.training.pix2pix import Pix2Pix, prepare_pix2pix
 from expolib.training.trainer import Trainer
 
 
@@ -65,13 +65,16 @@ def curve_config(budget: Budget, seed: int, out_dir: str, **overrides: object) -
 
 
 def train_seeds(make_config: Callable[[int], TrainConfig], train_set: Dataset, val_set: Optional[Dataset],
-                seeds: Sequence[int] = (0, 1, 2)) -> list[Curve]:
+                seeds: Sequence[int] = (0, 1, 2),
+                build: Callable[[TrainConfig], Pix2Pix] = prepare_pix2pix) -> list[Curve]:
     """Train one run per seed with ``make_config(seed)`` (its progress bar and messages switched off)
-    and return the curves, in the order of ``seeds``."""
+    and the networks ``build(config)`` makes (default: pix2pix's, :func:`prepare_pix2pix`; for the
+    two-stage recipe, ``lambda config: build_two_stage(config, estimator)``), and return the curves, in
+    the order of ``seeds``."""
     curves = []
     for seed in seeds:
         config = dataclasses.replace(make_config(seed), seed=seed, progress=False)
-        trainer = Trainer(config, prepare_pix2pix(config), train_set, val_set, report=lambda message: None)
+        trainer = Trainer(config, build(config), train_set, val_set, report=lambda message: None)
         start = trainer.validate()
         curves.append(Curve(seed, trainer.fit(), start))
     return curves

@@ -1,8 +1,11 @@
 """The global stage of a corrector: estimate how many stops a photo is off, and undo it.
 
 An exposure error is mostly global: the whole photo got ``2**ev`` times too much (or too little)
-light. :class:`EVEstimator` reads cues that do not depend on what the photo shows, from a small
-version of it (:func:`exposure_features`), and a small MLP maps them to the error in stops:
+light. :class:`EVEstimator` reads cues that do not depend on what the photo shows
+(:func:`exposure_features`), and a small MLP maps them to the error in stops. All but the noise cue
+read a small copy of the photo (long side ``EVEstimatorConfig.side``, 128 px by default); the noise cue
+reads the photo at a long side of at most ``EVEstimatorConfig.noise_side`` (1024 px by default, never
+enlarged), so that shrinking does not average the noise away:
 
 - the luminance histogram, in sRGB and in stops of linear light (log shares), and its percentiles:
   an over-exposed photo has an empty bottom and a pile at white, an under-exposed one the opposite;
