@@ -71,7 +71,7 @@ class ExperimentSize:
 SIZES: dict[str, ExperimentSize] = {
     "quick": ExperimentSize(side=32, photo_side=96, crops_per_photo=3, batch=8, steps=100, ngf=8, depth=5,
                             ndf=8, lr=2e-3),
-    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=300, ngf=8,
+    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=500, ngf=8,
                                depth=5, ndf=16, lr=2e-3),
     "full": ExperimentSize(side=128, photo_side=384, crops_per_photo=24, batch=32, steps=2000, ngf=32,
                            depth=7, ndf=64, lr=1e-3),
