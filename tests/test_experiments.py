@@ -278,9 +278,8 @@ def test_chapter_5_claim_the_adversarial_term_adds_detail(bank: dict, two_thread
     leaves more high-frequency energy than either reconstruction loss alone, in the mean over three
     seeds (one seed alone at this size is noise). The chapter claims no more than its printed
     sentences: with residual generators the energies sit above the target's, and in the standard
-    budget's longer runs L1 + adversarial and L1 do not differ by more than the spread over seeds,
-    while L2 ends with less than L1 by more than it. Two threads, because the sums' order changes the
-    numbers."""
+    budget's longer runs none of the three differs from another by more than the spread over seeds.
+    Two threads, because the sums' order changes the numbers."""
     size = experiment_size(get_budget("quick"), **{**TINY.__dict__, "steps": 60, "ngf": 8, "lr": 2e-3})
     val = [{"input": bank["input"][i], "target": bank["target"][i]} for i in range(0, len(bank["input"]), 2)]
     def detail(loss: str, seed: int) -> float:
