@@ -218,3 +218,47 @@ def test_jpeg_pairs_decoded_on_the_device_match_the_loaders_crops(tmp_path: Any)
         (root / "training" / "GT_IMAGES" / "scene0001.jpg").rename(root / "training" / "GT_IMAGES" / "x.png")
         Image.new("RGB", (120, 90)).save(root / "training" / "GT_IMAGES" / "scene0001.png")
         MSECPairs(root, "train", size=48, decode="device")
+
+
+def test_the_training_flip_and_jitter_do_what_paired_transform_does() -> None:
+    """Training never calls ``PairedTransform.geometry`` or ``.finish``: ``render_pairs`` flips and
+    jitters a batch itself (chapter 2 shows that code). Its flip mirrors input and target together, as
+    ``geometry`` does with ``TF.horizontal_flip``; its jitter changes the input alone, as ``finish``
+    does, with the drawn factors applied in the drawn order by the same torchvision operations."""
+    import torchvision.transforms.v2.functional as TF
+
+    source = EmbeddedPairs("train", size=32, evs=(-1.0, 1.0), noise=0.0)  # no noise: renders match exactly
+    source.deferred = True
+    batch = default_collate([SeededItems(source, 0)[(0, 0, i)] for i in range(4)])
+    plain = batch["params"].clone()
+    plain[:, P["flip"]] = 0
+    plain[:, P["jitter"]] = 0
+    x, y = render_pairs(batch["photo"], plain, batch["seed"])
+
+    flipped = plain.clone()
+    flipped[::2, P["flip"]] = 1  # items 0 and 2 mirrored, 1 and 3 not
+    fx, fy = render_pairs(batch["photo"], flipped, batch["seed"])
+    for i in range(4):
+        mirror = i % 2 == 0
+        assert torch.equal(fx[i], TF.horizontal_flip(x[i]) if mirror else x[i])
+        assert torch.equal(fy[i], TF.horizontal_flip(y[i]) if mirror else y[i])
+    assert not torch.equal(fx[0], x[0])  # the crop is not symmetric: the flip did something
+
+    jittered = plain.clone()
+    jittered[1, P["jitter"]] = 1
+    factors = {"brightness": 1.04, "contrast": 0.96, "saturation": 1.1, "hue": -0.015}
+    for name, value in factors.items():
+        jittered[1, P[name]] = value
+    order = (2, 0, 3, 1)  # saturation, brightness, hue, contrast
+    for k, which in enumerate(order):
+        jittered[1, P[f"order_{k}"]] = which
+    jx, jy = render_pairs(batch["photo"], jittered, batch["seed"])
+    assert torch.equal(jy, y)  # the targets: untouched
+    assert torch.equal(jx[[0, 2, 3]], x[[0, 2, 3]])  # the inputs whose jitter was not drawn: untouched
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    names = ("brightness", "contrast", "saturation", "hue")
+    expected = denormalize(x[1])
+    for which in order:
+        expected = ops[which](expected, factors[names[which]])
+    assert torch.allclose(jx[1], expected.clamp(0, 1) * 2 - 1, atol=1e-6)
+    assert (jx[1] - x[1]).abs().mean() > 1e-3

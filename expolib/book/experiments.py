@@ -11,6 +11,8 @@ photos. The pieces:
 - :func:`train_generator`, :func:`train_discriminator`: one seeded run.
 - :func:`critic_size`: the size of chapter 4's critic runs (a lower learning rate, more steps).
 - :func:`gradient_energy`, :func:`evaluate_generator`, :func:`p_real`, :func:`ranked_real`: the measurements.
+- :func:`do_nothing`, :func:`misexposed`, :func:`beats`: the baseline every trained generator must beat
+  (the input returned as it is), measured on the levels that need correcting.
 - :func:`mean_sd`, :func:`format_mean_sd`: summaries over seeds.
 """
 
@@ -62,12 +64,15 @@ class ExperimentSize:
     ndf: int
     lr: float  # Adam's learning rate, higher than pix2pix's 2e-4 so that short runs get somewhere
     seeds: tuple[int, ...] = (0, 1, 2)
+    # the generators predict a change to their input (UNetConfig.residual): they start at the identity,
+    # so a short run begins where doing nothing is and has only to improve on it
+    residual: bool = True
 
 
 SIZES: dict[str, ExperimentSize] = {
     "quick": ExperimentSize(side=32, photo_side=96, crops_per_photo=3, batch=8, steps=100, ngf=8, depth=5,
                             ndf=8, lr=2e-3),
-    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=500, ngf=16,
+    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=500, ngf=8,
                                depth=5, ndf=16, lr=2e-3),
     "full": ExperimentSize(side=128, photo_side=384, crops_per_photo=24, batch=32, steps=2000, ngf=32,
                            depth=7, ndf=64, lr=1e-3),
@@ -99,6 +104,18 @@ def pair_bank(split: str, size: ExperimentSize, evs: Sequence[float], seed: int 
     return {"input": torch.stack([it["input"] for it in items]),
             "target": torch.stack([it["target"] for it in items]),
             "ev": torch.tensor([it["ev"] for it in items])}
+
+
+def misexposed(evs: Sequence[float]) -> tuple[float, ...]:
+    """The levels of ``evs`` that need correcting (all but EV 0): where the input as it is is not
+    already the answer, so that doing nothing has a finite PSNR to beat."""
+    return tuple(float(ev) for ev in evs if ev != 0)
+
+
+def do_nothing() -> nn.Module:
+    """The corrector that returns its input unchanged, measured like a generator
+    (:func:`evaluate_generator`): the baseline every trained generator has to beat."""
+    return nn.Identity()
 
 
 def validation_photos(size: ExperimentSize, evs: Sequence[float]) -> EmbeddedPairs:
@@ -178,7 +195,8 @@ def _train_config(size: ExperimentSize, upsample: str, lambda_l1: float = LAMBDA
     (``amp=False``) like the reconstruction runs, so that compared runs differ only in what the
     experiment varies."""
     return TrainConfig(epochs=1, batch_size=size.batch, image_size=size.side, lr=size.lr,
-                       generator=UNetConfig(ngf=size.ngf, depth=size.depth, upsample=upsample),
+                       generator=UNetConfig(ngf=size.ngf, depth=size.depth, upsample=upsample,
+                                            residual=size.residual),
                        discriminator=PatchConfig(ndf=size.ndf), lambda_l1=lambda_l1, amp=False,
                        device=None if device is None else str(device), progress=False)
 
@@ -320,7 +338,8 @@ def evaluate_generator(generator: nn.Module, photos: EmbeddedPairs) -> dict[str,
     and ``checkerboard`` (:func:`expolib.evaluation.metrics.checkerboard`: 1 = the target's own period-2 energy)."""
     was_training = generator.training
     generator.eval()
-    device = next(generator.parameters()).device
+    first = next(generator.parameters(), None)  # doing nothing (nn.Identity) has no parameters
+    device = first.device if first is not None else torch.device("cpu")
     rows = []
     for item in photos:
         out = generator(item["input"].unsqueeze(0).to(device))[0].float().cpu()
@@ -370,6 +389,13 @@ def format_mean_sd(values: Sequence[float], digits: int = 3, signed: bool = Fals
     return f"{mean:{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
 
 
+def beats(values: Sequence[float], baseline: float, higher_is_better: bool = True) -> bool:
+    """Whether runs over seeds beat a fixed ``baseline`` (doing nothing) by more than their spread:
+    the mean is better than the baseline by more than one standard deviation."""
+    mean, sd = mean_sd(values)
+    return mean - sd > baseline if higher_is_better else mean + sd < baseline
+
+
 def separated(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether two groups of runs differ by more than their spread: the means are further apart than
     the sum of the two standard deviations (a plain, conservative rule for three seeds)."""
@@ -378,10 +404,10 @@ def separated(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 __all__ = [
-    "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "contrast",
-    "evaluate_generator", "experiment_runtime", "experiment_size", "flip_batch", "format_mean_sd",
-    "gradient_energy", "hard_fakes", "images_trained", "mean_sd", "p_real", "pair_bank", "reexpose",
-    "separated", "shift_targets",
+    "BankLoader", "ExperimentSize", "FAKE_KINDS", "GENERATOR_LOSSES", "SIZES", "beats", "contrast",
+    "do_nothing", "evaluate_generator", "experiment_runtime", "experiment_size", "flip_batch",
+    "format_mean_sd", "gradient_energy", "hard_fakes", "images_trained", "mean_sd", "misexposed", "p_real",
+    "pair_bank", "reexpose", "separated", "shift_targets",
     "train_discriminator", "train_generator", "train_pix2pix", "validation_photos",
     "CRITIC_LR", "CRITIC_MIN_STEPS", "critic_size", "ranked_real",
 ]
