@@ -72,7 +72,7 @@ class ExperimentSize:
 SIZES: dict[str, ExperimentSize] = {
     "quick": ExperimentSize(side=32, photo_side=96, crops_per_photo=3, batch=8, steps=100, ngf=8, depth=5,
                             ndf=8, lr=2e-3),
-    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=500, ngf=8,
+    "standard": ExperimentSize(side=32, photo_side=96, crops_per_photo=6, batch=8, steps=300, ngf=8,
                                depth=5, ndf=16, lr=2e-3),
     "full": ExperimentSize(side=128, photo_side=384, crops_per_photo=24, batch=32, steps=2000, ngf=32,
                            depth=7, ndf=64, lr=1e-3),
@@ -302,15 +302,16 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
 #: Adam's learning rate of the critics of chapter 4's "Harder fakes": lower than the generator runs'
 #: (:attr:`ExperimentSize.lr`), at which a critic of hard fakes often stayed at chance for its whole run.
 CRITIC_LR = 3e-4
-#: The fewest steps a critic of hard fakes trains (the quick budget's generator runs are shorter).
-CRITIC_MIN_STEPS = 400
+#: Steps of one critic run per budget: at :data:`CRITIC_LR` a critic of hard fakes needs a few hundred
+#: steps to leave chance, more than the quick budget's generator runs take.
+CRITIC_STEPS = {"quick": 400, "standard": 1000, "full": 4000}
 
 
 def critic_size(budget: Optional[Budget] = None) -> ExperimentSize:
     """The size of chapter 4's critic runs in ``budget``: :func:`experiment_size`'s crops and widths,
-    twice a generator run's steps (at least :data:`CRITIC_MIN_STEPS`) and :data:`CRITIC_LR`."""
-    size = experiment_size(budget)
-    return dataclasses.replace(size, steps=max(CRITIC_MIN_STEPS, 2 * size.steps), lr=CRITIC_LR)
+    :data:`CRITIC_STEPS` steps and :data:`CRITIC_LR`."""
+    budget = budget if budget is not None else get_budget()
+    return dataclasses.replace(experiment_size(budget), steps=CRITIC_STEPS[budget.name], lr=CRITIC_LR)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -409,5 +410,5 @@ __all__ = [
     "format_mean_sd", "gradient_energy", "hard_fakes", "images_trained", "mean_sd", "misexposed", "p_real",
     "pair_bank", "reexpose", "separated", "shift_targets",
     "train_discriminator", "train_generator", "train_pix2pix", "validation_photos",
-    "CRITIC_LR", "CRITIC_MIN_STEPS", "critic_size", "ranked_real",
+    "CRITIC_LR", "CRITIC_STEPS", "critic_size", "ranked_real",
 ]
