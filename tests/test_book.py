@@ -295,3 +295,15 @@ def test_the_build_draws_progress_as_text_and_loads_no_widget_script() -> None:
     assert "expolib.book.sphinx_build" in sphinx["extra_extensions"]
     assert sphinx["config"]["nb_merge_streams"] is True
     assert sphinx["config"]["nb_ipywidgets_js"] == {}
+
+
+def test_chapter_6_says_which_precision_each_kind_of_cpu_gets() -> None:
+    """The CPU's precision is decided at run time (bf16 autocast where the processor computes bf16
+    natively, float32 elsewhere): chapter 6's summary names both, and the page prints which one ran,
+    so the text holds on either kind of machine."""
+    cells = _cells(BOOK / "06_training.ipynb")
+    summary = next(_text(c) for c in cells if _text(c).startswith("## Summary"))
+    cpu_line = next(line for line in summary.split("\n- ") if "on the CPU" in line)
+    assert "bf16" in cpu_line and "float32" in cpu_line and "natively" in cpu_line
+    code = "\n".join(_text(c) for c in cells if c["cell_type"] == "code")
+    assert "native_bf16(model.runtime.device)" in code and "model.runtime.precision" in code
