@@ -156,7 +156,7 @@ def render_crops(codes: torch.Tensor, params: torch.Tensor,
     return torch.where(ev.view(-1, 1, 1, 1) == 0, target, source), target
 
 
-def _jitter(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+def jitter_inputs(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Input-only colour jitter of the images whose ``jitter`` is set, in their drawn order."""
     rows = (params[:, P["jitter"]] > 0).nonzero().view(-1).tolist()
     if not rows:
@@ -186,7 +186,7 @@ def render_pairs(photos: torch.Tensor, params: torch.Tensor, seeds: torch.Tensor
     if bool(flip.any()):
         codes = torch.where(flip, codes.flip(-1), codes)
     source, target = render_crops(codes, params, seeds)
-    return normalize(_jitter(source, params)), normalize(target)
+    return normalize(jitter_inputs(source, params)), normalize(target)
 
 
 def finish_pairs(inputs: torch.Tensor, targets: torch.Tensor, params: torch.Tensor,
@@ -200,9 +200,10 @@ def finish_pairs(inputs: torch.Tensor, targets: torch.Tensor, params: torch.Tens
     flip = _column(params, "flip") > 0
     if bool(flip.any()):
         x, y = torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
-    return normalize(_jitter(x, params)), normalize(y)
+    return normalize(jitter_inputs(x, params)), normalize(y)
 
 
 __all__ = [
-    "P", "PARAMS", "camera_of", "camera_params", "draw_item", "finish_pairs", "render_crops", "render_pairs",
+    "P", "PARAMS", "camera_of", "camera_params", "draw_item", "finish_pairs", "jitter_inputs", "render_crops",
+    "render_pairs",
 ]
