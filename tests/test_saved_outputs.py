@@ -70,11 +70,15 @@ def _widget_children(state: dict[str, Any], model_id: str) -> list[str]:
     return seen
 
 
+def _widget_state(notebook: dict[str, Any]) -> dict[str, Any]:
+    """The widget models an executed notebook saved, by model id (empty when it saved none)."""
+    return notebook.get("metadata", {}).get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+
+
 def problems(notebook: dict[str, Any]) -> list[str]:
     """What is wrong with the saved progress bars of an executed notebook, one line per problem."""
-    cells = notebook["cells"]
-    state = notebook.get("metadata", {}).get("widgets", {}).get(
-        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    cells, state = notebook["cells"], _widget_state(notebook)
     found = []
     for index, cell in enumerate(cells):
         if cell["cell_type"] != "code":
@@ -106,9 +110,7 @@ def problems(notebook: dict[str, Any]) -> list[str]:
 
 def widget_bars(notebook: dict[str, Any]) -> list[str]:
     """The progress bars ``notebook`` saved as widgets, one line each."""
-    cells = notebook["cells"]
-    state = notebook.get("metadata", {}).get("widgets", {}).get(
-        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    cells, state = notebook["cells"], _widget_state(notebook)
     found = []
     for index, cell in enumerate(cells):
         for output in cell.get("outputs", []):

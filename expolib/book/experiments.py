@@ -178,10 +178,15 @@ def reexpose(images: torch.Tensor, ev: Union[float, Sequence[float]]) -> torch.T
     return torch.stack([normalize(render_exposure(denormalize(im), e)) for im, e in zip(images, evs)])
 
 
+def _brighter(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Which of ``n`` hard fakes are re-exposed up rather than down: one fair draw each, ``(n,)`` bool."""
+    return torch.randint(0, 2, (n,), generator=generator) == 1
+
+
 def hard_fakes(targets: torch.Tensor, generator: torch.Generator, shift: float = 0.5) -> torch.Tensor:
     """Fake candidates that are nearly right: each target re-exposed by +``shift`` or -``shift`` EV
     (the sign drawn at random), a generator whose only fault is a slightly wrong exposure."""
-    signs = torch.randint(0, 2, (len(targets),), generator=generator) * 2 - 1
+    signs = torch.where(_brighter(len(targets), generator), 1, -1)
     return reexpose(targets, (signs * shift).tolist())
 
 
@@ -288,7 +293,7 @@ def train_discriminator(bank: Batch, size: ExperimentSize, seed: int, fakes: str
         if fakes == "input":
             fake = batch["input"]
         else:  # as hard_fakes(batch["target"], draw, shift) draws them, without rendering at every step
-            brighter = (torch.randint(0, 2, (len(batch["target"]),), generator=draw) == 1).view(-1, 1, 1, 1)
+            brighter = _brighter(len(batch["target"]), draw).view(-1, 1, 1, 1)
             fake = torch.where(brighter, batch["brighter"], batch["darker"])
         x, y, fake = batch["input"].to(device), batch["target"].to(device), fake.to(device)
         loss = discriminator_loss(disc(x, y), disc(x, fake), bce).total
